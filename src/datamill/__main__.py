@@ -1,0 +1,3 @@
+from datamill.cli import run
+
+run()

@@ -1,0 +1,201 @@
+"""The ``datamill`` command. Every command calls the same functions as the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from datamill import __version__, formats, validate
+from datamill.convert import Summary, convert
+from datamill.dataset import Quarantined, read_with_format
+from datamill.errors import DatamillError
+from datamill.inspect import inspect as inspect_file
+
+app = typer.Typer(
+    help="Build LLM training data: convert, validate and inspect datasets in every trainer's format.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+FromOpt = Annotated[str | None, typer.Option("--from", "-f", help="Input format (default: detect).")]
+EncodingOpt = Annotated[str | None, typer.Option(help="Input text encoding (default: detect).")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"datamill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """datamill — LLM training data, built reproducibly."""
+
+
+@app.command("formats")
+def formats_cmd() -> None:
+    """List the dataset formats datamill reads and writes."""
+    table = Table("format", "what it is", "cannot hold", show_lines=False)
+    for f in formats.FORMATS.values():
+        table.add_row(f.name, f.description, f.cannot_hold or "—")
+    out.print(table)
+    out.print("Containers: .jsonl .json .csv .tsv .parquet .txt (pretrain), .gz of those, "
+              "and saved Hugging Face datasets directories.")
+
+
+@app.command("convert")
+def convert_cmd(
+    src: Annotated[Path, typer.Argument(help="Input file or saved dataset directory.")],
+    dst: Annotated[Path, typer.Argument(help="Output file; its extension picks the container.")],
+    to: Annotated[str, typer.Option("--to", "-t", help="Output format (see `datamill formats`).")],
+    from_: FromOpt = None,
+    encoding: EncodingOpt = None,
+    name: Annotated[str | None, typer.Option(help="dataset_info.json entry name (default: file stem).")] = None,
+    keep_meta: Annotated[bool, typer.Option(help="Also write each record's id and meta.")] = False,
+    quarantine: Annotated[Path | None, typer.Option(help="Where unreadable records go "
+                                                    "(default: OUT-STEM.quarantine.jsonl).")] = None,
+    dataset_info: Annotated[bool, typer.Option(help="Write/update dataset_info.json next to the output.")] = True,
+) -> None:
+    """Convert a dataset to another format; bad records go to a quarantine file, the rest are written."""
+    try:
+        formats.get(to)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            task = progress.add_task(f"converting {src.name}", total=None)
+            summary = convert(src, dst, to, from_, encoding, name, keep_meta, quarantine, dataset_info,
+                              on_progress=lambda n: progress.update(task, completed=n))
+    except DatamillError as e:
+        _fail(str(e))
+    _print_summary(summary)
+
+
+def _print_summary(s: Summary) -> None:
+    table = Table(title=f"{s.input} ({s.detected}) → {s.output} ({s.target})", show_header=False)
+    table.add_row("read", f"{s.read:,}")
+    table.add_row("written", f"{s.written:,}")
+    table.add_row("quarantined", f"{s.quarantined:,}" + (f"  → {s.quarantine_path}" if s.quarantine_path else ""))
+    for reason, n in s.reasons.most_common(8):
+        table.add_row("", f"{n:,} × {reason}")
+    for code, n in s.warnings.most_common():
+        table.add_row("warning", f"{n:,} × {code} (kept)")
+    if s.dataset_info_path:
+        table.add_row("dataset_info", s.dataset_info_path)
+    out.print(table)
+    for example in s.examples:
+        err.print(f"[yellow]quarantined[/] {example}", highlight=False)
+    status = "[green]ok[/]" if s.balanced else "[red]MISMATCH[/]"
+    out.print(f"{status}: read {s.read:,} = written {s.written:,} + quarantined {s.quarantined:,}")
+
+
+@app.command("validate")
+def validate_cmd(
+    src: Annotated[Path, typer.Argument(help="Dataset file to check.")],
+    from_: FromOpt = None,
+    encoding: EncodingOpt = None,
+    show: Annotated[int, typer.Option(help="How many problems to list.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per problem on stdout.")] = False,
+) -> None:
+    """Check every record; list problems with file:line. Exit 1 if any record has an error."""
+    try:
+        fmt, items = read_with_format(src, from_, encoding)
+        counts = {"records": 0, "error": 0, "warning": 0}
+        listed = 0
+        for item in items:
+            counts["records"] += 1
+            problems = _problems(item)
+            for where, severity, message in problems:
+                counts[severity] += 1
+                if as_json:
+                    print(json.dumps({"where": where, "severity": severity, "problem": message},
+                                     ensure_ascii=False))
+                elif listed < show:
+                    color = "red" if severity == "error" else "yellow"
+                    out.print(f"[{color}]{severity}[/] {where}: {message}", highlight=False)
+                    listed += 1
+    except DatamillError as e:
+        _fail(str(e))
+    if not as_json:
+        hidden = counts["error"] + counts["warning"] - listed
+        if hidden > 0:
+            out.print(f"… and {hidden:,} more (use --show or --json)")
+        out.print(f"{src}: {counts['records']:,} records ({fmt.name if fmt else 'empty'}), "
+                  f"{counts['error']:,} errors, {counts['warning']:,} warnings")
+    if counts["error"]:
+        raise typer.Exit(1)
+
+
+def _problems(item) -> list[tuple[str, str, str]]:
+    if isinstance(item, Quarantined):
+        return [(item.where, "error", item.error)]
+    meta = item.meta
+    where = f"{meta['source']}:{meta['line']}" if "line" in meta else f"{meta['source']}[#{meta['index']}]"
+    return [(where, p.severity, f"{p.message} [{p.code}]") for p in validate.check(item)]
+
+
+@app.command("inspect")
+def inspect_cmd(
+    src: Annotated[Path, typer.Argument(help="Dataset file to describe.")],
+    from_: FromOpt = None,
+    encoding: EncodingOpt = None,
+    samples: Annotated[int, typer.Option(help="How many records to show.")] = 2,
+) -> None:
+    """Describe a dataset: format, kinds, fields, roles, languages, lengths, samples."""
+    try:
+        report = inspect_file(src, from_, encoding, samples)
+    except DatamillError as e:
+        _fail(str(e))
+    table = Table(title=f"{src}", show_header=False)
+    table.add_row("format", report.format or "(empty file)")
+    table.add_row("records", f"{report.records:,}")
+    table.add_row("unreadable", f"{report.quarantined:,}")
+    for label, counter in (("kinds", report.kinds), ("fields", report.fields), ("roles", report.roles),
+                           ("script", report.scripts)):
+        if counter:
+            table.add_row(label, ", ".join(f"{k} {v:,}" for k, v in counter.most_common()))
+    out.print(table)
+    lengths = report.lengths()
+    if lengths:
+        lt = Table("length", "min", "mean", "p50", "p95", "max", title="lengths (characters / turns)")
+        for name, stats in lengths.items():
+            lt.add_row(name, *(f"{stats[k]:,}" for k in ("min", "mean", "p50", "p95", "max")))
+        out.print(lt)
+    for rec in report.samples:
+        out.print_json(json.dumps(_sample(rec), ensure_ascii=False))
+    for e in report.errors:
+        err.print(f"[yellow]unreadable[/] {e}", highlight=False)
+
+
+def _sample(rec) -> dict:
+    d = rec.content_dict()
+    for m in d.get("messages", []):
+        if len(m["content"]) > 300:
+            m["content"] = m["content"][:300] + " …"
+    if isinstance(d.get("text"), str) and len(d["text"]) > 300:
+        d["text"] = d["text"][:300] + " …"
+    return {"id": rec.id, **d}
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m datamill`
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

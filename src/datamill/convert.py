@@ -1,0 +1,117 @@
+"""``convert``: read any supported file, check each record, write it in another format — every input
+record ends up written or quarantined with its reason, and the counts are checked to add up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datamill import validate
+from datamill.dataset import DatasetWriter, Quarantined, read_with_format
+from datamill.errors import CannotExpress
+from datamill.io.writers import JsonlWriter
+from datamill.record import Record
+
+
+@dataclass
+class Summary:
+    input: str
+    output: str
+    detected: str | None = None
+    target: str = ""
+    read: int = 0
+    written: int = 0
+    quarantined: int = 0
+    reasons: Counter = field(default_factory=Counter)  # quarantine reasons
+    warnings: Counter = field(default_factory=Counter)  # kept records' warnings by code
+    examples: list[str] = field(default_factory=list)  # first few quarantine messages, with where
+    quarantine_path: str | None = None
+    dataset_info_path: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.written + self.quarantined
+
+
+def default_quarantine_path(out: Path) -> Path:
+    return out.with_name(out.name.split(".")[0] + ".quarantine.jsonl")
+
+
+def _reason(error: str) -> str:
+    """The error without record-specific details (for counting): up to the first colon after the format."""
+    head = error.split(" got ")[0]
+    return head[:120]
+
+
+def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None,
+            encoding: str | None = None, name: str | None = None, keep_meta: bool = False,
+            quarantine: str | Path | None = None, register: bool = True,
+            on_progress: Callable[[int], None] | None = None) -> Summary:
+    src, dst = Path(src), Path(dst)
+    qpath = Path(quarantine) if quarantine else default_quarantine_path(dst)
+    summary = Summary(str(src), str(dst), target=to)
+    fmt, items = read_with_format(src, from_, encoding)
+    summary.detected = fmt.name if fmt else None
+    writer = DatasetWriter(dst, to, keep_meta=keep_meta, register=register, name=name)
+    qwriter: JsonlWriter | None = None
+
+    def put_aside(q: Quarantined) -> None:
+        nonlocal qwriter
+        if qwriter is None:
+            qwriter = JsonlWriter(qpath)
+        qwriter.write(q.to_dict())
+        summary.quarantined += 1
+        summary.reasons[_reason(q.error)] += 1
+        if len(summary.examples) < 5:
+            summary.examples.append(f"{q.where}: {q.error}")
+
+    try:
+        for item in items:
+            summary.read += 1
+            if on_progress is not None and summary.read % 2048 == 0:
+                on_progress(summary.read)
+            if isinstance(item, Quarantined):
+                put_aside(item)
+                continue
+            _convert_one(item, writer, summary, put_aside)
+    except BaseException:
+        writer.abort()
+        if qwriter is not None:
+            qwriter.abort()
+        raise
+    writer.commit()
+    summary.written = writer.count
+    if qwriter is not None:
+        qwriter.commit()
+        summary.quarantine_path = str(qpath)
+    if writer.info_path is not None:
+        summary.dataset_info_path = str(writer.info_path)
+    if on_progress is not None:
+        on_progress(summary.read)
+    assert summary.balanced, f"accounting broken: {summary}"
+    return summary
+
+
+def _convert_one(rec: Record, writer: DatasetWriter, summary: Summary,
+                 put_aside: Callable[[Quarantined], None]) -> None:
+    where = f"{rec.meta.get('source')}:{rec.meta['line']}" if "line" in rec.meta else \
+        f"{rec.meta.get('source')}[#{rec.meta.get('index')}]"
+
+    def aside(error: str, stage: str) -> None:
+        put_aside(Quarantined(where, str(rec.meta.get("source")), rec.meta.get("line"),
+                              rec.meta.get("index", -1), error, rec.to_dict(), stage))
+
+    problems = validate.check(rec)
+    bad = validate.errors(problems)
+    if bad:
+        aside("; ".join(p.message for p in bad), "validate")
+        return
+    try:
+        writer.write(rec)
+    except CannotExpress as e:
+        aside(f"{writer.format.name}: {e}", "convert")
+        return
+    for p in problems:
+        summary.warnings[p.code] += 1

@@ -1,0 +1,166 @@
+"""Records in and out of files: ``read`` streams records (or quarantined rows) from any container in
+any format; ``DatasetWriter`` writes records in a chosen format and registers the result in
+LLaMA-Factory's dataset_info.json."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datamill import dataset_info, formats
+from datamill.errors import FileError, RecordError
+from datamill.formats import Format
+from datamill.io.readers import RawRow, iter_rows
+from datamill.io.writers import HfDatasetWriter, TxtWriter, open_writer
+from datamill.record import Record
+
+DETECT_WINDOW = 100  # rows looked at to tell a file's format
+
+
+@dataclass(slots=True)
+class Quarantined:
+    """An input row that could not become a record (or could not be written), with why."""
+
+    where: str
+    file: str
+    line: int | None
+    index: int
+    error: str
+    raw: Any
+    stage: str = "read"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file}
+        if self.line is not None:
+            out["line"] = self.line
+        out |= {"index": self.index, "where": self.where, "stage": self.stage, "error": self.error,
+                "raw": self.raw}
+        return out
+
+
+def quarantine_row(path: Path, raw: RawRow, error: str, stage: str = "read", data: Any = None) -> Quarantined:
+    return Quarantined(raw.where, str(path), raw.line, raw.index, error,
+                       data if data is not None else (raw.row if raw.row is not None else raw.raw), stage)
+
+
+def detect_format(path: Path, rows: list[RawRow]) -> Format:
+    parsed = [r.row for r in rows if r.row is not None]
+    for row in parsed:
+        fmt = formats.detect(row)
+        if fmt is not None:
+            return fmt
+    if not parsed:
+        raise FileError(f"{path}: no readable record to tell the format from")
+    keys = ", ".join(sorted(parsed[0])[:12]) or "(none)"
+    raise FileError(f"{path}: cannot tell the dataset format; the first record has fields [{keys}]. "
+                    f"Pass --from with one of: {', '.join(formats.FORMATS)}")
+
+
+def read(path: str | Path, fmt: str | Format | None = None, encoding: str | None = None,
+         ) -> Iterator[Record | Quarantined]:
+    """Stream a file's records; rows that cannot be read come out as ``Quarantined``."""
+    for item in read_with_format(path, fmt, encoding)[1]:
+        yield item
+
+
+def read_with_format(path: str | Path, fmt: str | Format | None = None, encoding: str | None = None,
+                     ) -> tuple[Format | None, Iterator[Record | Quarantined]]:
+    """Like ``read`` but tells the (detected) format first. Format is None for an empty file."""
+    path = Path(path)
+    rows = iter_rows(path, encoding)
+    head = list(itertools.islice(rows, DETECT_WINDOW))
+    if isinstance(fmt, str):
+        fmt = formats.get(fmt)
+    if fmt is None and head:
+        fmt = detect_format(path, head)
+    if fmt is None:
+        return None, iter(())
+    return fmt, _records(path, fmt, itertools.chain(head, rows))
+
+
+def _records(path: Path, fmt: Format, rows: Iterator[RawRow]) -> Iterator[Record | Quarantined]:
+    source = str(path)
+    to_record = fmt.to_record
+    for raw in rows:
+        if raw.row is None:
+            yield quarantine_row(path, raw, raw.error or "unreadable")
+            continue
+        try:
+            rec = to_record(raw.row)
+        except RecordError as e:
+            yield quarantine_row(path, raw, f"{fmt.name}: {e}")
+            continue
+        rec.meta["source"] = source
+        rec.meta["index"] = raw.index
+        if raw.line is not None:
+            rec.meta["line"] = raw.line
+        if not rec.id:
+            rec.id = rec.compute_id()
+        yield rec
+
+
+class DatasetWriter:
+    """Write records in one format into one file; ``commit`` makes it appear atomically."""
+
+    def __init__(self, path: str | Path, fmt: str | Format, keep_meta: bool = False,
+                 register: bool = True, name: str | None = None):
+        self.path = Path(path)
+        self.format = formats.get(fmt) if isinstance(fmt, str) else fmt
+        self.keep_meta = keep_meta
+        self.register = register
+        self.name = name or dataset_info.entry_name(self.path)
+        self.rows = open_writer(self.path)
+        if isinstance(self.rows, TxtWriter) and self.format.name != "pretrain":
+            self.rows.abort()
+            raise FileError(f"{self.path}: .txt holds pretraining text only; use .jsonl/.json for {self.format.name}")
+        self.columns: set[str] = set()
+        self.roles: set[str] = set()
+        self.ranking = False
+        self.info_path: Path | None = None
+
+    @property
+    def count(self) -> int:
+        return self.rows.count
+
+    def write(self, rec: Record) -> None:
+        """Raises ``CannotExpress`` when the format cannot hold the record; nothing is written then."""
+        row = self.format.from_record(rec)
+        if self.keep_meta and self.format.name != "datamill":
+            row["id"] = rec.id or rec.compute_id()
+            row["meta"] = rec.meta
+        self.rows.write(row)
+        self.columns.update(row)
+        for m in rec.messages:
+            self.roles.add(m.role)
+        self.ranking = self.ranking or rec.kind == "preference"
+
+    def commit(self) -> None:
+        self.rows.commit()
+        if self.register and not isinstance(self.rows, HfDatasetWriter):
+            entry = self.format.dataset_info(self.columns, self.ranking, self.roles)
+            if entry is not None:
+                self.info_path = dataset_info.update(self.path, self.name, entry)
+
+    def abort(self) -> None:
+        self.rows.abort()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write(records, path: str | Path, fmt: str | Format, **kwargs: Any) -> int:
+    """Write an iterable of records; returns how many were written. Raises on the first that
+    the format cannot hold (use ``convert`` for quarantining instead)."""
+    with DatasetWriter(path, fmt, **kwargs) as w:
+        for rec in records:
+            w.write(rec)
+    return w.count
