@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -32,7 +33,7 @@ EncodingOpt = Annotated[str | None, typer.Option(help="Input text encoding (defa
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -100,7 +101,7 @@ def _print_summary(s: Summary) -> None:
         table.add_row("dataset_info", s.dataset_info_path)
     out.print(table)
     for example in s.examples:
-        err.print(f"[yellow]quarantined[/] {example}", highlight=False)
+        err.print(f"[yellow]quarantined[/] {escape(example)}", highlight=False)
     status = "[green]ok[/]" if s.balanced else "[red]MISMATCH[/]"
     out.print(f"{status}: read {s.read:,} = written {s.written:,} + quarantined {s.quarantined:,}")
 
@@ -128,7 +129,7 @@ def validate_cmd(
                                      ensure_ascii=False))
                 elif listed < show:
                     color = "red" if severity == "error" else "yellow"
-                    out.print(f"[{color}]{severity}[/] {where}: {message}", highlight=False)
+                    out.print(f"[{color}]{severity}[/] {escape(where)}: {escape(message)}", highlight=False)
                     listed += 1
     except DatamillError as e:
         _fail(str(e))
@@ -180,7 +181,7 @@ def inspect_cmd(
     for rec in report.samples:
         out.print_json(json.dumps(_sample(rec), ensure_ascii=False))
     for e in report.errors:
-        err.print(f"[yellow]unreadable[/] {e}", highlight=False)
+        err.print(f"[yellow]unreadable[/] {escape(e)}", highlight=False)
 
 
 def _sample(rec) -> dict:

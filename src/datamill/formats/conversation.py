@@ -1,5 +1,5 @@
 """conversation: a ``conversation`` list of ``{"role", "content"}`` turns — the sharegpt variant
-common in the wild (and in the seed notes), with an optional ``system``."""
+common in the wild (and in the seed notes), with an optional ``system``, ``tools`` and media."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def to_record(row: Row) -> Record:
     if row.get("conversation") is None:
         raise RecordError("missing required field 'conversation'")
     system, msgs = messages.parse_turns(fields.nested(row, "conversation", list), "conversation")
-    return Record(messages=msgs, system=system or fields.opt_str(row, "system"), tools=fields.tools(row))
+    rec = Record(messages=msgs, system=system or fields.opt_str(row, "system"), tools=fields.tools(row))
+    for key, value in fields.media(row).items():
+        setattr(rec, key, value)
+    return rec
 
 
 def from_record(rec: Record) -> Row:
@@ -31,6 +34,7 @@ def from_record(rec: Record) -> Row:
         row["system"] = rec.system
     if rec.tools is not None:
         row["tools"] = messages.openai_tools(rec.tools)
+    row.update(rec.media())
     return row
 
 
@@ -50,5 +54,5 @@ FORMAT = Format(
     to_record=to_record,
     from_record=from_record,
     dataset_info=dataset_info,
-    cannot_hold="pretraining text, preference pairs, KTO labels, media",
+    cannot_hold="pretraining text, preference pairs, KTO labels",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import json
 from typing import Any
 
 import orjson
@@ -89,7 +90,8 @@ def tools(row: dict[str, Any], key: str = "tools") -> Any:
 
 
 def dump_tools(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    """Tools as LLaMA-Factory stores them: JSON text with Python's default separators."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def nested(row: dict[str, Any], key: str, kind: type) -> Any:
