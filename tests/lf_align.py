@@ -11,7 +11,12 @@ from typing import Any
 
 import datasets
 
-DEFAULT_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "messages": "conversations"}
+DEFAULT_COLUMNS = {
+    "prompt": "instruction",
+    "query": "input",
+    "response": "output",
+    "messages": "conversations",
+}
 DEFAULT_TAGS = {
     "role_tag": "from",
     "content_tag": "value",
@@ -27,8 +32,7 @@ def load(dataset_dir: Path, name: str) -> list[dict[str, Any]]:
     entry = json.loads((dataset_dir / "dataset_info.json").read_text(encoding="utf-8"))[name]
     path = dataset_dir / entry["file_name"]
     builder = {".json": "json", ".jsonl": "json", ".txt": "text", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
-    ds = datasets.load_dataset(builder, data_files=str(path), split="train",
-                               cache_dir=str(dataset_dir / ".hf_cache"))
+    ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(dataset_dir / ".hf_cache"))
     cols = {**DEFAULT_COLUMNS, **entry.get("columns", {})}
     tags = {**DEFAULT_TAGS, **entry.get("tags", {})}
     ranking = entry.get("ranking", False)
@@ -47,14 +51,19 @@ def _alpaca(ex: dict[str, Any], cols: dict[str, str], tags: dict[str, str], rank
     prompt = []
     if "history" in cols and isinstance(ex.get(cols["history"]), list):
         for old_prompt, old_response in ex[cols["history"]]:
-            prompt += [{"role": "user", "content": old_prompt}, {"role": "assistant", "content": old_response}]
+            prompt += [
+                {"role": "user", "content": old_prompt},
+                {"role": "assistant", "content": old_response},
+            ]
     query = [ex[cols[k]] for k in ("prompt", "query") if ex.get(cols[k])]
     prompt.append({"role": "user", "content": "\n".join(query)})
     if "kto_tag" in cols and isinstance(ex.get(cols["kto_tag"]), bool):
         response = [{"role": "assistant", "content": ex[cols["response"]]}, {"kto": ex[cols["kto_tag"]]}]
     elif ranking and isinstance(ex.get(cols.get("chosen", "")), str):
-        response = [{"role": "assistant", "content": ex[cols["chosen"]]},
-                    {"role": "assistant", "content": ex[cols["rejected"]]}]
+        response = [
+            {"role": "assistant", "content": ex[cols["chosen"]]},
+            {"role": "assistant", "content": ex[cols["rejected"]]},
+        ]
     elif isinstance(ex.get(cols["response"]), str):
         response = [{"role": "assistant", "content": ex[cols["response"]]}]
     else:
@@ -63,8 +72,13 @@ def _alpaca(ex: dict[str, Any], cols: dict[str, str], tags: dict[str, str], rank
     return {"prompt": prompt, "response": response, "system": system or "", **_common(ex, cols)}
 
 
-ROLE = {"user_tag": "user", "assistant_tag": "assistant", "observation_tag": "observation",
-        "function_tag": "function", "system_tag": "system"}
+ROLE = {
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "observation_tag": "observation",
+    "function_tag": "function",
+    "system_tag": "system",
+}
 
 
 def _sharegpt(ex: dict[str, Any], cols: dict[str, str], tags: dict[str, str], ranking: bool) -> dict[str, Any]:
@@ -89,7 +103,10 @@ def _sharegpt(ex: dict[str, Any], cols: dict[str, str], tags: dict[str, str], ra
     elif ranking:
         ch, rj = ex[cols["chosen"]], ex[cols["rejected"]]
         prompt = aligned
-        response = [{"role": mapping[ch[rt]], "content": ch[ct]}, {"role": mapping[rj[rt]], "content": rj[ct]}]
+        response = [
+            {"role": mapping[ch[rt]], "content": ch[ct]},
+            {"role": mapping[rj[rt]], "content": rj[ct]},
+        ]
     else:
         prompt, response = aligned[:-1], aligned[-1:]
     return {"prompt": prompt, "response": response, "system": system or "", **_common(ex, cols)}

@@ -45,8 +45,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """datamill — LLM training data, built reproducibly."""
 
@@ -58,8 +59,10 @@ def formats_cmd() -> None:
     for f in formats.FORMATS.values():
         table.add_row(f.name, f.description, f.cannot_hold or "—")
     out.print(table)
-    out.print("Containers: .jsonl .json .csv .tsv .parquet .txt (pretrain), .gz of those, "
-              "and saved Hugging Face datasets directories.")
+    out.print(
+        "Containers: .jsonl .json .csv .tsv .parquet .txt (pretrain), .gz of those, "
+        "and saved Hugging Face datasets directories."
+    )
 
 
 @app.command("convert")
@@ -71,18 +74,35 @@ def convert_cmd(
     encoding: EncodingOpt = None,
     name: Annotated[str | None, typer.Option(help="dataset_info.json entry name (default: file stem).")] = None,
     keep_meta: Annotated[bool, typer.Option(help="Also write each record's id and meta.")] = False,
-    quarantine: Annotated[Path | None, typer.Option(help="Where unreadable records go "
-                                                    "(default: OUT-STEM.quarantine.jsonl).")] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="Where unreadable records go (default: OUT-STEM.quarantine.jsonl).")
+    ] = None,
     dataset_info: Annotated[bool, typer.Option(help="Write/update dataset_info.json next to the output.")] = True,
 ) -> None:
     """Convert a dataset to another format; bad records go to a quarantine file, the rest are written."""
     try:
         formats.get(to)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
-                      TimeElapsedColumn(), console=err, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} records"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"converting {src.name}", total=None)
-            summary = convert(src, dst, to, from_, encoding, name, keep_meta, quarantine, dataset_info,
-                              on_progress=lambda n: progress.update(task, completed=n))
+            summary = convert(
+                src,
+                dst,
+                to,
+                from_,
+                encoding,
+                name,
+                keep_meta,
+                quarantine,
+                dataset_info,
+                on_progress=lambda n: progress.update(task, completed=n),
+            )
     except DatamillError as e:
         _fail(str(e))
     _print_summary(summary)
@@ -125,8 +145,7 @@ def validate_cmd(
             for where, severity, message in problems:
                 counts[severity] += 1
                 if as_json:
-                    print(json.dumps({"where": where, "severity": severity, "problem": message},
-                                     ensure_ascii=False))
+                    print(json.dumps({"where": where, "severity": severity, "problem": message}, ensure_ascii=False))
                 elif listed < show:
                     color = "red" if severity == "error" else "yellow"
                     out.print(f"[{color}]{severity}[/] {escape(where)}: {escape(message)}", highlight=False)
@@ -137,8 +156,10 @@ def validate_cmd(
         hidden = counts["error"] + counts["warning"] - listed
         if hidden > 0:
             out.print(f"… and {hidden:,} more (use --show or --json)")
-        out.print(f"{src}: {counts['records']:,} records ({fmt.name if fmt else 'empty'}), "
-                  f"{counts['error']:,} errors, {counts['warning']:,} warnings")
+        out.print(
+            f"{src}: {counts['records']:,} records ({fmt.name if fmt else 'empty'}), "
+            f"{counts['error']:,} errors, {counts['warning']:,} warnings"
+        )
     if counts["error"]:
         raise typer.Exit(1)
 
@@ -167,8 +188,12 @@ def inspect_cmd(
     table.add_row("format", report.format or "(empty file)")
     table.add_row("records", f"{report.records:,}")
     table.add_row("unreadable", f"{report.quarantined:,}")
-    for label, counter in (("kinds", report.kinds), ("fields", report.fields), ("roles", report.roles),
-                           ("script", report.scripts)):
+    for label, counter in (
+        ("kinds", report.kinds),
+        ("fields", report.fields),
+        ("roles", report.roles),
+        ("script", report.scripts),
+    ):
         if counter:
             table.add_row(label, ", ".join(f"{k} {v:,}" for k, v in counter.most_common()))
     out.print(table)

@@ -45,10 +45,18 @@ def _reason(error: str) -> str:
     return head[:120]
 
 
-def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None,
-            encoding: str | None = None, name: str | None = None, keep_meta: bool = False,
-            quarantine: str | Path | None = None, register: bool = True,
-            on_progress: Callable[[int], None] | None = None) -> Summary:
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    to: str,
+    from_: str | None = None,
+    encoding: str | None = None,
+    name: str | None = None,
+    keep_meta: bool = False,
+    quarantine: str | Path | None = None,
+    register: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+) -> Summary:
     src, dst = Path(src), Path(dst)
     qpath = Path(quarantine) if quarantine else default_quarantine_path(dst)
     summary = Summary(str(src), str(dst), target=to)
@@ -94,14 +102,27 @@ def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None,
     return summary
 
 
-def _convert_one(rec: Record, writer: DatasetWriter, summary: Summary,
-                 put_aside: Callable[[Quarantined], None]) -> None:
-    where = f"{rec.meta.get('source')}:{rec.meta['line']}" if "line" in rec.meta else \
-        f"{rec.meta.get('source')}[#{rec.meta.get('index')}]"
+def _convert_one(
+    rec: Record, writer: DatasetWriter, summary: Summary, put_aside: Callable[[Quarantined], None]
+) -> None:
+    where = (
+        f"{rec.meta.get('source')}:{rec.meta['line']}"
+        if "line" in rec.meta
+        else f"{rec.meta.get('source')}[#{rec.meta.get('index')}]"
+    )
 
     def aside(error: str, stage: str) -> None:
-        put_aside(Quarantined(where, str(rec.meta.get("source")), rec.meta.get("line"),
-                              rec.meta.get("index", -1), error, rec.to_dict(), stage))
+        put_aside(
+            Quarantined(
+                where,
+                str(rec.meta.get("source")),
+                rec.meta.get("line"),
+                rec.meta.get("index", -1),
+                error,
+                rec.to_dict(),
+                stage,
+            )
+        )
 
     problems = validate.check(rec)
     bad = validate.errors(problems)

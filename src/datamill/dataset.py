@@ -36,14 +36,26 @@ class Quarantined:
         out: dict[str, Any] = {"file": self.file}
         if self.line is not None:
             out["line"] = self.line
-        out |= {"index": self.index, "where": self.where, "stage": self.stage, "error": self.error,
-                "raw": self.raw}
+        out |= {
+            "index": self.index,
+            "where": self.where,
+            "stage": self.stage,
+            "error": self.error,
+            "raw": self.raw,
+        }
         return out
 
 
 def quarantine_row(path: Path, raw: RawRow, error: str, stage: str = "read", data: Any = None) -> Quarantined:
-    return Quarantined(raw.where, str(path), raw.line, raw.index, error,
-                       data if data is not None else (raw.row if raw.row is not None else raw.raw), stage)
+    return Quarantined(
+        raw.where,
+        str(path),
+        raw.line,
+        raw.index,
+        error,
+        data if data is not None else (raw.row if raw.row is not None else raw.raw),
+        stage,
+    )
 
 
 def detect_format(path: Path, rows: list[RawRow]) -> Format:
@@ -55,19 +67,26 @@ def detect_format(path: Path, rows: list[RawRow]) -> Format:
     if not parsed:
         raise FileError(f"{path}: no readable record to tell the format from")
     keys = ", ".join(sorted(parsed[0])[:12]) or "(none)"
-    raise FileError(f"{path}: cannot tell the dataset format; the first record has fields [{keys}]. "
-                    f"Pass --from with one of: {', '.join(formats.FORMATS)}")
+    raise FileError(
+        f"{path}: cannot tell the dataset format; the first record has fields [{keys}]. "
+        f"Pass --from with one of: {', '.join(formats.FORMATS)}"
+    )
 
 
-def read(path: str | Path, fmt: str | Format | None = None, encoding: str | None = None,
-         ) -> Iterator[Record | Quarantined]:
+def read(
+    path: str | Path,
+    fmt: str | Format | None = None,
+    encoding: str | None = None,
+) -> Iterator[Record | Quarantined]:
     """Stream a file's records; rows that cannot be read come out as ``Quarantined``."""
-    for item in read_with_format(path, fmt, encoding)[1]:
-        yield item
+    yield from read_with_format(path, fmt, encoding)[1]
 
 
-def read_with_format(path: str | Path, fmt: str | Format | None = None, encoding: str | None = None,
-                     ) -> tuple[Format | None, Iterator[Record | Quarantined]]:
+def read_with_format(
+    path: str | Path,
+    fmt: str | Format | None = None,
+    encoding: str | None = None,
+) -> tuple[Format | None, Iterator[Record | Quarantined]]:
     """Like ``read`` but tells the (detected) format first. Format is None for an empty file."""
     path = Path(path)
     rows = iter_rows(path, encoding)
@@ -105,8 +124,14 @@ def _records(path: Path, fmt: Format, rows: Iterator[RawRow]) -> Iterator[Record
 class DatasetWriter:
     """Write records in one format into one file; ``commit`` makes it appear atomically."""
 
-    def __init__(self, path: str | Path, fmt: str | Format, keep_meta: bool = False,
-                 register: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: str | Format,
+        keep_meta: bool = False,
+        register: bool = True,
+        name: str | None = None,
+    ):
         self.path = Path(path)
         self.format = formats.get(fmt) if isinstance(fmt, str) else fmt
         self.keep_meta = keep_meta

@@ -27,8 +27,13 @@ class LengthStats:
             return {}
         s = sorted(self.values)
         n = len(s)
-        return {"min": s[0], "mean": round(sum(s) / n, 1), "p50": s[n // 2], "p95": s[min(n - 1, int(n * 0.95))],
-                "max": s[-1]}
+        return {
+            "min": s[0],
+            "mean": round(sum(s) / n, 1),
+            "p50": s[n // 2],
+            "p95": s[min(n - 1, int(n * 0.95))],
+            "max": s[-1],
+        }
 
 
 @dataclass
@@ -49,8 +54,12 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
     def lengths(self) -> dict[str, dict[str, float]]:
-        out = {"turns": self.turns, "prompt chars": self.prompt_chars, "answer chars": self.answer_chars,
-               "text chars": self.text_chars}
+        out = {
+            "turns": self.turns,
+            "prompt chars": self.prompt_chars,
+            "answer chars": self.answer_chars,
+            "text chars": self.text_chars,
+        }
         return {k: v.summary() for k, v in out.items() if v.values}
 
 

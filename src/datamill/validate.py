@@ -40,9 +40,14 @@ def _role_order(rec: Record) -> list[Problem]:
     for i, m in enumerate(msgs):
         allowed = ODD if i % 2 == 0 else EVEN
         if m.role not in allowed:
-            out.append(Problem("error", "role_order",
-                               f"turn {i + 1} is '{m.role}' but must be {' or '.join(allowed)} "
-                               "(turns alternate user/tool → assistant/function)"))
+            out.append(
+                Problem(
+                    "error",
+                    "role_order",
+                    f"turn {i + 1} is '{m.role}' but must be {' or '.join(allowed)} "
+                    "(turns alternate user/tool → assistant/function)",
+                )
+            )
             break
     for i, m in enumerate(msgs):
         if m.role == "tool" and (i == 0 or msgs[i - 1].role != "function"):
@@ -68,8 +73,7 @@ def _media(rec: Record) -> list[Problem]:
         n_tags = sum(t.count(tag) for t in texts)
         n_files = len(getattr(rec, key) or [])
         if n_tags != n_files:
-            out.append(Problem("error", "media_mismatch",
-                               f"{n_tags} {tag} placeholder(s) but {n_files} {key} path(s)"))
+            out.append(Problem("error", "media_mismatch", f"{n_tags} {tag} placeholder(s) but {n_files} {key} path(s)"))
     return out
 
 

@@ -58,8 +58,10 @@ def from_record(rec: Record) -> Row:
     fields.require_roles(rec.messages, {"user", "assistant"}, "alpaca")
     msgs = rec.messages
     prompt_turns = msgs if rec.kind == "preference" else msgs[:-1]
-    if not prompt_turns or prompt_turns[-1].role != "user" or (
-        rec.kind != "preference" and msgs[-1].role != "assistant"
+    if (
+        not prompt_turns
+        or prompt_turns[-1].role != "user"
+        or (rec.kind != "preference" and msgs[-1].role != "assistant")
     ):
         raise CannotExpress("alpaca needs alternating user/assistant turns ending with the answer")
     *history, last = prompt_turns

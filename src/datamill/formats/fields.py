@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -84,8 +84,12 @@ def tools(row: dict[str, Any], key: str = "tools") -> Any:
     if not isinstance(value, list | dict):
         raise RecordError(f"field '{key}' must be a JSON list of function schemas")
     if isinstance(value, list):  # unwrap OpenAI's {"type": "function", "function": {...}}
-        value = [t["function"] if isinstance(t, dict) and t.get("type") == "function" and
-                 isinstance(t.get("function"), dict) else t for t in value]
+        value = [
+            t["function"]
+            if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("function"), dict)
+            else t
+            for t in value
+        ]
     return value
 
 

@@ -5,6 +5,7 @@ tools as OpenAI function tools, media as ``images``/``videos``/``audios``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -52,10 +53,8 @@ def _calls_to_content(tool_calls: Any, where: str) -> str:
             raise RecordError(f"{where}.tool_calls needs {{'function': {{'name', 'arguments'}}}} entries")
         args = fn.get("arguments", {})
         if isinstance(args, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):  # keep non-JSON arguments as text
                 args = json.loads(args)
-            except json.JSONDecodeError:
-                pass
         out.append({"name": fn["name"], "arguments": args})
     return json.dumps(out[0] if len(out) == 1 else out, ensure_ascii=False)
 
@@ -67,8 +66,11 @@ def to_turns(messages: list[Message]) -> list[dict[str, Any]]:
     for m in messages:
         if m.role == "function":
             calls = _content_to_calls(m.content)
-            out.append({"role": "assistant", "content": "", "tool_calls": calls} if calls else
-                       {"role": "function_call", "content": m.content})
+            out.append(
+                {"role": "assistant", "content": "", "tool_calls": calls}
+                if calls
+                else {"role": "function_call", "content": m.content}
+            )
         else:
             out.append({"role": m.role, "content": m.content})
     return out
@@ -85,16 +87,17 @@ def _content_to_calls(content: str) -> list[dict[str, Any]] | None:
     if json.dumps(value, ensure_ascii=False) != content:  # would not come back byte-identical
         return None
     return [
-        {"type": "function", "function": {"name": v["name"], "arguments": json.dumps(v["arguments"],
-                                                                                   ensure_ascii=False)}}
+        {
+            "type": "function",
+            "function": {"name": v["name"], "arguments": json.dumps(v["arguments"], ensure_ascii=False)},
+        }
         for v in items
     ]
 
 
 def openai_tools(tools: Any) -> Any:
     if isinstance(tools, list):
-        return [{"type": "function", "function": t} if isinstance(t, dict) and "type" not in t else t
-                for t in tools]
+        return [{"type": "function", "function": t} if isinstance(t, dict) and "type" not in t else t for t in tools]
     return tools
 
 
@@ -142,7 +145,12 @@ def dataset_info(columns: set[str], ranking: bool, roles: set[str] = frozenset()
     if ranking:
         entry["ranking"] = True
     cols = {"messages": "messages"}
-    for src, dst in (("tools", "tools"), ("chosen", "chosen"), ("rejected", "rejected"), ("label", "kto_tag")):
+    for src, dst in (
+        ("tools", "tools"),
+        ("chosen", "chosen"),
+        ("rejected", "rejected"),
+        ("label", "kto_tag"),
+    ):
         if src in columns:
             cols[dst] = src
     cols.update({m: m for m in MEDIA if m in columns})

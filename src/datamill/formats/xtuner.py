@@ -30,13 +30,15 @@ def to_record(row: Row) -> Record:
             if i:
                 raise RecordError(f"conversation[{i}] has a system prompt; only the first round may")
             rec.system = system
-        rec.messages += [Message("user", fields.req_str(rnd, "input")),
-                         Message("assistant", fields.req_str(rnd, "output"))]
+        rec.messages += [
+            Message("user", fields.req_str(rnd, "input")),
+            Message("assistant", fields.req_str(rnd, "output")),
+        ]
     return rec
 
 
 def from_record(rec: Record) -> Row:
-    if rec.text is not None or rec.kind != "sft" or rec.tools is not None or rec.media():
+    if rec.text is not None or rec.kind != "sft" or rec.tools or rec.media():
         raise CannotExpress("xtuner holds plain SFT dialogues only (no text, pairs, labels, tools, media)")
     fields.require_roles(rec.messages, {"user", "assistant"}, "xtuner")
     msgs = rec.messages

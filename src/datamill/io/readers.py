@@ -129,8 +129,9 @@ def _jsonl_rows(path: Path, enc: str) -> Iterator[RawRow]:
                 yield _parse_line(f"{name}:{lineno}", lineno, index, line)
                 index += 1
         except UnicodeDecodeError as e:
-            raise FileError(f"{path}: cannot decode as {enc} near line {index + 1}: {e.reason}; "
-                            "pass --encoding") from None
+            raise FileError(
+                f"{path}: cannot decode as {enc} near line {index + 1}: {e.reason}; pass --encoding"
+            ) from None
         except (OSError, EOFError) as e:  # truncated .gz
             raise FileError(f"{path}: cannot read: {e}") from None
 
@@ -202,9 +203,15 @@ def _csv_rows(path: Path, enc: str) -> Iterator[RawRow]:
             for i, row in enumerate(reader):
                 where = f"{path}:{reader.line_num}"
                 if None in row:  # more cells than header columns
-                    yield RawRow(where, reader.line_num, i, None,
-                                 f"{len(row[None]) + len(reader.fieldnames or [])} cells but "
-                                 f"{len(reader.fieldnames or [])} header columns", list(row.values()))
+                    yield RawRow(
+                        where,
+                        reader.line_num,
+                        i,
+                        None,
+                        f"{len(row[None]) + len(reader.fieldnames or [])} cells but "
+                        f"{len(reader.fieldnames or [])} header columns",
+                        list(row.values()),
+                    )
                 else:
                     yield RawRow(where, reader.line_num, i, {k: v for k, v in row.items() if v is not None})
         except (csv.Error, UnicodeDecodeError) as e:
@@ -256,8 +263,10 @@ def _drop_nulls(row: dict[str, Any]) -> dict[str, Any]:
 
 def _hf_rows(path: Path) -> Iterator[RawRow]:
     if not ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
-        raise FileError(f"{path}: a directory, but not a saved Hugging Face dataset "
-                        "(no state.json or dataset_dict.json); `datamill ingest` reads folders of documents")
+        raise FileError(
+            f"{path}: a directory, but not a saved Hugging Face dataset "
+            "(no state.json or dataset_dict.json); `datamill ingest` reads folders of documents"
+        )
     try:
         import datasets
     except ImportError:
