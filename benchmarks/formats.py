@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import itertools
 import json
 import os
@@ -392,9 +393,29 @@ def normalize_sharegpt(row: dict[str, Any]) -> Normal:
     return system or None, turns
 
 
-def _short(x: Any, width: int = 300) -> str:
+def _short(x: Any, width: int = 160) -> str:
     s = repr(x)
     return s if len(s) <= width else s[:width] + f"… ({len(s):,} chars)"
+
+
+def describe_diff(a: Normal, b: Normal, name_a: str, name_b: str) -> str:
+    """Where two (system, turns) first differ, with the differing text around that point."""
+    if a[0] != b[0]:
+        return f"system differs\n      {name_a}: {_short(a[0])}\n      {name_b}: {_short(b[0])}"
+    ta, tb = a[1], b[1]
+    if len(ta) != len(tb):
+        return (f"{len(ta)} vs {len(tb)} turns\n      {name_a}: {_short([t[0] for t in ta])}\n"
+                f"      {name_b}: {_short([t[0] for t in tb])}")
+    for k, (x, y) in enumerate(zip(ta, tb, strict=True)):
+        if x == y:
+            continue
+        if x[0] != y[0]:
+            return f"turn {k + 1} role: {name_a} {x[0]!r}, {name_b} {y[0]!r}"
+        at = next((i for i, (c, d) in enumerate(zip(x[1], y[1], strict=False)) if c != d), min(len(x[1]), len(y[1])))
+        lo = max(0, at - 40)
+        return (f"turn {k + 1} ({x[0]}) text differs at char {at} (lengths {len(x[1])} vs {len(y[1])})\n"
+                f"      {name_a}: …{_short(x[1][lo:at + 60])}\n      {name_b}: …{_short(y[1][lo:at + 60])}")
+    return "equal"
 
 
 def verify(src: Path, outputs: dict[str, str], n: int, sample: int, seed: int) -> bool:
@@ -427,15 +448,14 @@ def verify(src: Path, outputs: dict[str, str], n: int, sample: int, seed: int) -
                 if got[k] != exp:
                     n_mismatch[k] += 1
                     if len(mismatches) < 6:
-                        mismatches.append(f"record #{i} (line {i + 1}): {k} output differs from the input's "
-                                          f"expected conversion\n    expected {_short(exp)}\n    got      "
-                                          f"{_short(got[k])}")
+                        mismatches.append(f"record #{i} (line {i + 1}): {k} output != expected conversion "
+                                          f"of the input: {describe_diff(exp, got[k], 'expected', k)}")
             if len(names) == 2 and got[names[0]] != got[names[1]]:
                 n_mismatch["datamill vs datasets"] += 1
                 if len(mismatches) < 6:
                     a, b = names
-                    mismatches.append(f"record #{i} (line {i + 1}): datamill and datasets differ\n"
-                                      f"    {a}: {_short(got[a])}\n    {b}: {_short(got[b])}")
+                    mismatches.append(f"record #{i} (line {i + 1}): {a} != {b}: "
+                                      f"{describe_diff(got[a], got[b], a, b)}")
     ok = True
     for name, c in zip(["input", *names], counts, strict=True):
         good = c == n
@@ -504,9 +524,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = verify(src, {t: results[t]["out"] for t in tools}, args.n, args.sample, args.seed)
 
-    import pyarrow
-    versions = {"python": platform.python_version(), "pyarrow": pyarrow.__version__,
-                **{t: results[t].get("version", "?") for t in tools}}
+    versions = {"python": platform.python_version()}
+    for pkg in ("pyarrow", "orjson", *tools):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = "?"
     print()
     print(f"alpaca → sharegpt, {args.n:,} records, input {src.stat().st_size / 1e6:,.0f} MB, "
           f"num_proc={args.num_proc}{', batched map' if args.hf_batched else ''}, {os.cpu_count()} CPUs, "

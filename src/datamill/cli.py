@@ -109,7 +109,8 @@ def convert_cmd(
 
 
 def _print_summary(s: Summary) -> None:
-    table = Table(title=f"{s.input} ({s.detected}) → {s.output} ({s.target})", show_header=False)
+    out.print(f"{escape(s.input)} ({s.detected}) → {escape(s.output)} ({s.target})", highlight=False)
+    table = Table(show_header=False)
     table.add_row("read", f"{s.read:,}")
     table.add_row("written", f"{s.written:,}")
     table.add_row("quarantined", f"{s.quarantined:,}" + (f"  → {s.quarantine_path}" if s.quarantine_path else ""))
@@ -184,7 +185,8 @@ def inspect_cmd(
         report = inspect_file(src, from_, encoding, samples)
     except DatamillError as e:
         _fail(str(e))
-    table = Table(title=f"{src}", show_header=False)
+    out.print(escape(str(src)), highlight=False)
+    table = Table(show_header=False)
     table.add_row("format", report.format or "(empty file)")
     table.add_row("records", f"{report.records:,}")
     table.add_row("unreadable", f"{report.quarantined:,}")
@@ -210,13 +212,18 @@ def inspect_cmd(
 
 
 def _sample(rec) -> dict:
-    d = rec.content_dict()
-    for m in d.get("messages", []):
-        if len(m["content"]) > 300:
-            m["content"] = m["content"][:300] + " …"
-    if isinstance(d.get("text"), str) and len(d["text"]) > 300:
-        d["text"] = d["text"][:300] + " …"
-    return {"id": rec.id, **d}
+    return {"id": rec.id, **_shorten(rec.content_dict())}
+
+
+def _shorten(value, limit: int = 300):
+    """Long strings cut for display, at any depth."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + " …"
+    if isinstance(value, dict):
+        return {k: _shorten(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v, limit) for v in value]
+    return value
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m datamill`

@@ -218,6 +218,7 @@ class HfDatasetWriter(ParquetWriter):
             import datasets
         except ImportError:
             raise DatamillError("writing a saved dataset needs `pip install 'datamill[hf]'`") from None
+        datasets.disable_progress_bars()
         with tempfile.TemporaryDirectory(dir=self.path.parent) as tmpdir:
             parquet = Path(tmpdir) / "data.parquet"
             self.write_parquet(parquet)
