@@ -103,7 +103,7 @@ def convert_cmd(
                 dataset_info,
                 on_progress=lambda n: progress.update(task, completed=n),
             )
-    except DatamillError as e:
+    except (DatamillError, OSError) as e:
         _fail(str(e))
     _print_summary(summary)
 
@@ -113,13 +113,14 @@ def _print_summary(s: Summary) -> None:
     table = Table(show_header=False)
     table.add_row("read", f"{s.read:,}")
     table.add_row("written", f"{s.written:,}")
-    table.add_row("quarantined", f"{s.quarantined:,}" + (f"  → {s.quarantine_path}" if s.quarantine_path else ""))
+    where = f"  → {s.quarantine_path}" if s.quarantine_path else ""
+    table.add_row("quarantined", escape(f"{s.quarantined:,}{where}"))
     for reason, n in s.reasons.most_common(8):
-        table.add_row("", f"{n:,} × {reason}")
+        table.add_row("", escape(f"{n:,} × {reason}"))
     for code, n in s.warnings.most_common():
         table.add_row("warning", f"{n:,} × {code} (kept)")
     if s.dataset_info_path:
-        table.add_row("dataset_info", s.dataset_info_path)
+        table.add_row("dataset_info", escape(s.dataset_info_path))
     out.print(table)
     for example in s.examples:
         err.print(f"[yellow]quarantined[/] {escape(example)}", highlight=False)
@@ -151,15 +152,16 @@ def validate_cmd(
                     color = "red" if severity == "error" else "yellow"
                     out.print(f"[{color}]{severity}[/] {escape(where)}: {escape(message)}", highlight=False)
                     listed += 1
-    except DatamillError as e:
+    except (DatamillError, OSError) as e:
         _fail(str(e))
     if not as_json:
         hidden = counts["error"] + counts["warning"] - listed
         if hidden > 0:
             out.print(f"… and {hidden:,} more (use --show or --json)")
         out.print(
-            f"{src}: {counts['records']:,} records ({fmt.name if fmt else 'empty'}), "
-            f"{counts['error']:,} errors, {counts['warning']:,} warnings"
+            escape(f"{src}: {counts['records']:,} records ({fmt.name if fmt else 'empty'}), ")
+            + f"{counts['error']:,} errors, {counts['warning']:,} warnings",
+            highlight=False,
         )
     if counts["error"]:
         raise typer.Exit(1)
@@ -183,7 +185,7 @@ def inspect_cmd(
     """Describe a dataset: format, kinds, fields, roles, languages, lengths, samples."""
     try:
         report = inspect_file(src, from_, encoding, samples)
-    except DatamillError as e:
+    except (DatamillError, OSError) as e:
         _fail(str(e))
     out.print(escape(str(src)), highlight=False)
     table = Table(show_header=False)
@@ -197,7 +199,7 @@ def inspect_cmd(
         ("script", report.scripts),
     ):
         if counter:
-            table.add_row(label, ", ".join(f"{k} {v:,}" for k, v in counter.most_common()))
+            table.add_row(label, escape(", ".join(f"{k} {v:,}" for k, v in counter.most_common())))
     out.print(table)
     lengths = report.lengths()
     if lengths:

@@ -36,7 +36,10 @@ class Summary:
 
 
 def default_quarantine_path(out: Path) -> Path:
-    return out.with_name(out.name.split(".")[0] + ".quarantine.jsonl")
+    """out/a.v2.jsonl → out/a.v2.quarantine.jsonl (the container suffix and .gz dropped)."""
+    name = out.name.removesuffix(".gz")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return out.with_name(stem + ".quarantine.jsonl")
 
 
 def _reason(error: str) -> str:
@@ -84,16 +87,16 @@ def convert(
                 put_aside(item)
                 continue
             _convert_one(item, writer, summary, put_aside)
+        if qwriter is not None:
+            qwriter.commit()
+            summary.quarantine_path = str(qpath)
+        writer.commit()
     except BaseException:
         writer.abort()
         if qwriter is not None:
             qwriter.abort()
         raise
-    writer.commit()
     summary.written = writer.count
-    if qwriter is not None:
-        qwriter.commit()
-        summary.quarantine_path = str(qpath)
     if writer.info_path is not None:
         summary.dataset_info_path = str(writer.info_path)
     if on_progress is not None:

@@ -137,6 +137,8 @@ class DatasetWriter:
         self.keep_meta = keep_meta
         self.register = register
         self.name = name or dataset_info.entry_name(self.path)
+        if register:
+            dataset_info.load(self.path)  # a broken dataset_info.json fails now, before any work
         self.rows = open_writer(self.path)
         if isinstance(self.rows, TxtWriter) and self.format.name != "pretrain":
             self.rows.abort()

@@ -18,8 +18,8 @@ def entry_name(path: Path) -> str:
     return name or path.name
 
 
-def update(out: Path, name: str, entry: dict[str, Any]) -> Path:
-    """Set ``name`` in ``out``'s folder's dataset_info.json, keeping every other entry."""
+def load(out: Path) -> dict[str, Any]:
+    """The dataset_info.json beside ``out`` ({} if there is none); raises if it is broken."""
     info_path = out.parent / "dataset_info.json"
     info: dict[str, Any] = {}
     if info_path.exists():
@@ -29,6 +29,13 @@ def update(out: Path, name: str, entry: dict[str, Any]) -> Path:
             raise DatamillError(f"{info_path}: exists but is not valid JSON ({e}); fix or remove it") from None
         if not isinstance(info, dict):
             raise DatamillError(f"{info_path}: exists but is not a JSON object; fix or remove it")
+    return info
+
+
+def update(out: Path, name: str, entry: dict[str, Any]) -> Path:
+    """Set ``name`` in ``out``'s folder's dataset_info.json, keeping every other entry."""
+    info_path = out.parent / "dataset_info.json"
+    info = load(out)
     info[name] = {"file_name": out.name, **entry}
     tmp = info_path.with_name(f".dataset_info.json.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

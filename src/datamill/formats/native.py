@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from datamill.errors import RecordError
+from datamill.formats import fields
 from datamill.formats.base import Format, Row
 from datamill.record import ROLES, Record
+
+IDENTITY = {r: r for r in ROLES}
 
 
 def detect(row: Row) -> bool:
@@ -15,13 +18,31 @@ def detect(row: Row) -> bool:
 
 
 def to_record(row: Row) -> Record:
-    try:
-        rec = Record.from_dict(row)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise RecordError(f"not a datamill record: {e!r}") from None
-    bad = {m.role for m in rec.messages} - set(ROLES)
-    if bad:
-        raise RecordError(f"unknown role(s) {sorted(bad)}; expected {', '.join(ROLES)}")
+    """Every field type-checked: a native file may have been edited by hand or another tool."""
+    text = row.get("text")
+    if text is not None and not isinstance(text, str):
+        raise RecordError(f"field 'text' must be a string, got {type(text).__name__}")
+    system, msgs = fields.turns(row.get("messages") or [], "messages", "role", "content", IDENTITY)
+    if system is not None:
+        raise RecordError("messages[0] is a system turn; the system prompt belongs in 'system'")
+    rec = Record(
+        messages=msgs,
+        system=fields.opt_str(row, "system"),
+        tools=fields.tools(row),
+        text=text,
+        label=fields.label(row, "label"),
+    )
+    for side in ("chosen", "rejected"):
+        if row.get(side) is not None:
+            setattr(rec, side, fields.one_turn(row[side], side, "role", "content", IDENTITY))
+    for key, value in fields.media(row).items():
+        setattr(rec, key, value)
+    meta = row.get("meta")
+    if not isinstance(meta, dict):
+        raise RecordError("field 'meta' must be an object")
+    rec.meta = dict(meta)
+    if isinstance(row.get("id"), str):
+        rec.id = row["id"]
     return rec
 
 

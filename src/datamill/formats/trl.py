@@ -36,6 +36,8 @@ def _answer(row: Row, key: str) -> Message:
         if len(value) != 1:
             raise RecordError(f"field '{key}' must hold exactly one assistant message, got {len(value)}")
         _, msgs = messages.parse_turns(value, key)
+        if not msgs:
+            raise RecordError(f"field '{key}' must hold an assistant message, not a system prompt")
         return msgs[0]
     if not isinstance(value, str):
         raise RecordError(f"field '{key}' must be a string or a list of messages")

@@ -9,6 +9,20 @@ from pathlib import Path
 import charset_normalizer
 
 HEAD = 1 << 16
+LATIN_GUESSES = {
+    "cp1250",
+    "cp1252",
+    "cp1254",
+    "cp1257",
+    "latin_1",
+    "iso8859_2",
+    "iso8859_9",
+    "iso8859_15",
+    "mac_latin2",
+    "mac_roman",
+    "cp850",
+    "cp437",
+}
 BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -40,4 +54,16 @@ def sniff_bytes(head: bytes) -> str:
         except UnicodeDecodeError:
             continue
     best = charset_normalizer.from_bytes(head).best()
-    return best.encoding if best is not None else "utf-8"
+    if best is None:
+        return "utf-8"
+    if best.encoding in LATIN_GUESSES and _decodes(head, "cp1252"):
+        return "cp1252"  # the common Western single-byte encoding; near-ties otherwise go to cp1250 & co.
+    return best.encoding
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False

@@ -7,6 +7,7 @@ A file that cannot be read at all raises ``FileError``. Nothing loads a whole la
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -52,10 +53,10 @@ def container_of(path: Path) -> str:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in CONTAINERS:
         return CONTAINERS[suffixes[-1]]
-    if not path.suffix:
+    if not path.suffix and not path.is_file():
         return "hf"
     raise FileError(
-        f"{path}: unknown file type '{path.suffix}'; datamill reads "
+        f"{path}: unknown file type '{path.suffix or '(no extension)'}'; datamill reads "
         f"{', '.join(sorted(CONTAINERS))}, .gz of those, and saved Hugging Face datasets directories"
     )
 
@@ -64,6 +65,18 @@ def iter_rows(path: str | Path, encoding: str | None = None) -> Iterator[RawRow]
     path = Path(path)
     if not path.exists():
         raise FileError(f"{path}: no such file or directory")
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise FileError(f"unknown encoding '{encoding}' (try utf-8, utf-16, gb18030, cp1252)") from None
+    try:
+        yield from _rows(path, encoding)
+    except (OSError, EOFError, UnicodeError, LookupError) as e:  # unreadable: truncated .gz, wrong codec …
+        raise FileError(f"{path}: cannot read: {e}") from None
+
+
+def _rows(path: Path, encoding: str | None) -> Iterator[RawRow]:
     container = container_of(path)
     if container == "hf":
         yield from _hf_rows(path)
@@ -108,7 +121,10 @@ def _parse_line(where: str, lineno: int, index: int, data: bytes | str) -> RawRo
         row = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        return RawRow(where, lineno, index, None, f"invalid JSON: {e}", raw.rstrip("\r\n"))
+        problem = f"invalid JSON: {e}"
+        if "UTF-8" in str(e):
+            problem = "the line is not valid UTF-8 (the file may mix encodings; pass --encoding)"
+        return RawRow(where, lineno, index, None, problem, raw.rstrip("\r\n"))
     if not isinstance(row, dict):
         return RawRow(where, lineno, index, None, f"expected a JSON object, got {type(row).__name__}", row)
     return RawRow(where, lineno, index, row)
@@ -121,9 +137,10 @@ def _jsonl_rows(path: Path, enc: str) -> Iterator[RawRow]:
         lines: Any = _open_binary(path)  # fast path: orjson parses (and UTF-8-validates) bytes
     else:
         lines = _open_text(path, enc)
+    lineno = 0
     with lines:
         try:
-            for lineno, line in enumerate(lines, 1):
+            for lineno, line in enumerate(lines, 1):  # noqa: B007 - lineno is read in the except
                 if not line.strip():
                     continue
                 yield _parse_line(f"{name}:{lineno}", lineno, index, line)
