@@ -90,26 +90,6 @@ class Record:
             out["meta"] = self.meta
         return out
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Record:
-        def msg(x: dict[str, Any] | None) -> Message | None:
-            return None if x is None else Message(x["role"], x["content"])
-
-        return cls(
-            messages=[Message(m["role"], m["content"]) for m in d.get("messages") or []],
-            system=d.get("system"),
-            tools=d.get("tools"),
-            text=d.get("text"),
-            chosen=msg(d.get("chosen")),
-            rejected=msg(d.get("rejected")),
-            label=d.get("label"),
-            images=d.get("images"),
-            videos=d.get("videos"),
-            audios=d.get("audios"),
-            meta=dict(d.get("meta") or {}),
-            id=d.get("id") or "",
-        )
-
     def compute_id(self) -> str:
         """A 16-hex-digit hash of the content: same content, same id, in any format."""
         blob = orjson.dumps(self.content_dict(), option=orjson.OPT_SORT_KEYS)
