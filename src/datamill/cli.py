@@ -10,14 +10,27 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-from datamill import __version__, formats, validate
+from datamill import __version__, formats, ops, validate
 from datamill.convert import Summary, convert
 from datamill.dataset import Quarantined, read_with_format
 from datamill.errors import DatamillError
 from datamill.inspect import inspect as inspect_file
+from datamill.pipeline import recipe as recipes
+from datamill.pipeline.runner import Runner, RunResult
 
 app = typer.Typer(
     help="Build LLM training data: convert, validate and inspect datasets in every trainer's format.",
@@ -226,6 +239,121 @@ def _shorten(value, limit: int = 300):
     if isinstance(value, list):
         return [_shorten(v, limit) for v in value]
     return value
+
+
+@app.command("run")
+def run_cmd(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Replace the recipe's inputs.")] = None,
+    outdir: Annotated[str | None, typer.Option("--output", "-o", help="Replace the output directory.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray (default: the recipe's).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start one).")] = None,
+    keep_work: Annotated[bool, typer.Option(help="Keep OUTDIR/.datamill-work after success.")] = False,
+) -> None:
+    """Run a recipe: inputs → steps → OUTDIR/data-*, dropped.jsonl, quarantine.jsonl, stats.json, lock."""
+    try:
+        r = recipes.load(recipe, inputs, outdir)
+        if workers is not None:
+            r.workers = workers
+        if executor is not None:
+            if executor not in ("local", "ray"):
+                raise DatamillError(f"--executor must be local or ray, not '{executor}'")
+            r.executor = executor
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=True) as progress:
+            tasks: dict[str, int] = {}
+
+            def report(label: str, done: int, total: int | None) -> None:
+                if label not in tasks:
+                    tasks[label] = progress.add_task(label, total=total)
+                progress.update(tasks[label], completed=done, total=total)
+
+            result = Runner(r, progress=report, keep_work=keep_work, ray_address=ray_address).run()
+    except (DatamillError, OSError) as e:
+        _fail(str(e))
+    _print_funnel(result)
+
+
+class RateColumn(ProgressColumn):
+    """Records per second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} rec/s")
+
+
+def _print_funnel(result: RunResult) -> None:
+    st = result.stats
+    if result.up_to_date:
+        out.print(
+            f"[green]up to date[/]: {escape(str(result.outdir))} already holds this recipe's output "
+            "(same recipe, inputs and versions); nothing to do"
+        )
+    table = Table("step", "op", "in", "out", "dropped", "seconds", title="funnel")
+    table.add_row(
+        "",
+        "input",
+        f"{st['input']:,}",
+        f"{st['input'] - st['quarantined']:,}",
+        escape(f"{st['quarantined']:,} quarantined"),
+        "",
+    )
+    for step in st["steps"]:
+        reasons = "; ".join(f"{n:,} {reason}" for reason, n in sorted(step["dropped"].items(), key=lambda x: -x[1]))
+        table.add_row(
+            str(step["step"]),
+            step["op"],
+            f"{step['in']:,}",
+            f"{step['out']:,}",
+            escape(reasons),
+            f"{step['seconds']:.2f}",
+        )
+    out.print(table)
+    if result.resumed_chunks:
+        out.print(f"resumed: {result.resumed_chunks} chunk(s) were already done")
+    status = "[green]ok[/]" if st["balanced"] else "[red]MISMATCH[/]"
+    out.print(
+        f"{status}: input {st['input']:,} = kept {st['kept']:,} + dropped {st['dropped']:,} "
+        f"+ quarantined {st['quarantined']:,}"
+    )
+    out.print(escape(f"output: {result.outdir}/ ({', '.join(result.shards)})"), highlight=False)
+
+
+@app.command("ops")
+def ops_cmd(name: Annotated[str | None, typer.Argument(help="Show one operator in full.")] = None) -> None:
+    """List the pipeline operators, or show one with its options."""
+    registry = ops.load_all()
+    if name is None:
+        table = Table("operator", "kind", "what it does")
+        for op_name, cls in sorted(registry.items()):
+            table.add_row(op_name, cls.kind, escape((cls.__doc__ or "").strip().splitlines()[0].replace("``", "")))
+        out.print(table)
+        return
+    try:
+        cls = ops.get(name)
+    except DatamillError as e:
+        _fail(f"{e}; known: {', '.join(sorted(registry))}")
+    module_doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+    out.print(f"[bold]{name}[/] ({cls.kind})", highlight=False)
+    out.print(escape((module_doc or (cls.__doc__ or "").strip()).replace("``", "")))
+    table = Table("option", "type", "default", "constraints")
+    for opt, info in cls.Config.model_fields.items():
+        default = "required" if info.is_required() else json.dumps(info.get_default(), ensure_ascii=False)
+        constraints = ", ".join(str(m) for m in info.metadata)
+        table.add_row(opt, escape(_type_name(info.annotation)), escape(default), escape(constraints))
+    out.print(table)
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m datamill`

@@ -57,6 +57,24 @@ class Record:
             return "kto"
         return "sft"
 
+    def part(self, which: str) -> str:
+        """The text an operator looks at, newline-joined: ``prompt`` (system + user/tool turns),
+        ``answer`` (assistant/function turns and the preference pair), ``text`` (the document) or
+        ``all`` of it in turn order."""
+        if self.text is not None:
+            return self.text if which in ("all", "text") else ""
+        pair = [m.content for m in (self.chosen, self.rejected) if m is not None]
+        system = [self.system] if self.system else []
+        if which == "all":
+            pieces = system + [m.content for m in self.messages] + pair
+        elif which == "prompt":
+            pieces = system + [m.content for m in self.messages if m.role in ("user", "tool")]
+        elif which == "answer":
+            pieces = [m.content for m in self.messages if m.role in ("assistant", "function")] + pair
+        else:
+            pieces = []
+        return "\n".join(pieces)
+
     def media(self) -> dict[str, list[str]]:
         return {m: getattr(self, m) for m in MEDIA if getattr(self, m)}
 
@@ -89,6 +107,29 @@ class Record:
         if self.meta:
             out["meta"] = self.meta
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        """Inverse of ``to_dict`` for files datamill wrote itself (pipeline shards); untrusted
+        input goes through the type-checked ``datamill`` format instead."""
+
+        def msg(x: dict[str, Any] | None) -> Message | None:
+            return None if x is None else Message(x["role"], x["content"])
+
+        return cls(
+            messages=[Message(m["role"], m["content"]) for m in d.get("messages") or []],
+            system=d.get("system"),
+            tools=d.get("tools"),
+            text=d.get("text"),
+            chosen=msg(d.get("chosen")),
+            rejected=msg(d.get("rejected")),
+            label=d.get("label"),
+            images=d.get("images"),
+            videos=d.get("videos"),
+            audios=d.get("audios"),
+            meta=d.get("meta") or {},
+            id=d.get("id") or "",
+        )
 
     def compute_id(self) -> str:
         """A 16-hex-digit hash of the content: same content, same id, in any format."""

@@ -76,6 +76,11 @@ class JsonlWriter(RowWriter):
         self.f.write(_dumps(row) + b"\n")
         self.count += 1
 
+    def write_line(self, line: bytes) -> None:
+        """An already-serialized JSON line (copying shards)."""
+        self.f.write(line if line.endswith(b"\n") else line + b"\n")
+        self.count += 1
+
     def _finish(self) -> None:
         if not self.f.closed:
             self.f.close()

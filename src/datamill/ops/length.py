@@ -1,0 +1,40 @@
+"""length_filter: drop records whose text is too short or too long, in characters or words
+(a CJK character counts as one word, so the same bounds work for Chinese and English)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from datamill.ops import register
+from datamill.ops.base import Filter, OpConfig
+from datamill.record import Record
+
+WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def count_words(text: str) -> int:
+    return len(WORD.findall(text))
+
+
+@register
+class LengthFilter(Filter):
+    """Keep records whose chosen part has between ``min`` and ``max`` characters or words."""
+
+    name = "length_filter"
+
+    class Config(OpConfig):
+        part: Literal["all", "prompt", "answer", "text"] = "all"
+        unit: Literal["chars", "words"] = "chars"
+        min: int = 0
+        max: int | None = None
+
+    def reason(self, record: Record) -> str | None:
+        c = self.config
+        text = record.part(c.part)
+        n = len(text) if c.unit == "chars" else count_words(text)
+        if n < c.min:
+            return f"{c.part} shorter than {c.min} {c.unit}"
+        if c.max is not None and n > c.max:
+            return f"{c.part} longer than {c.max} {c.unit}"
+        return None

@@ -1,0 +1,1 @@
+"""Recipes, the runner and its executors."""

@@ -1,0 +1,182 @@
+"""The unit of work: one chunk of records through a run of mapper/filter steps.
+
+A worker (process or Ray task) gets a ``ChunkTask``, runs it and writes the chunk's kept records,
+dropped records, quarantined rows and stats into the stage directory, each atomically; the stats
+file is written last and marks the chunk complete, so a killed run redoes only incomplete chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from datamill import formats, ops, validate
+from datamill.errors import DatamillError, RecordError
+from datamill.io.writers import JsonlWriter
+from datamill.ops.base import Filter, Mapper, Op, OpContext
+from datamill.record import Record
+
+# One input row: (file index, format name, line or None, index in file, parsed row or None, error, raw)
+InputRow = tuple[int, str, int | None, int, dict[str, Any] | None, str | None, Any]
+
+
+@dataclass
+class ChunkTask:
+    stage: int
+    chunk: int
+    stage_dir: str
+    seed: int
+    work_root: str
+    steps: list[tuple[int, str, dict[str, Any]]]  # (step index, op name, options)
+    files: list[str] = field(default_factory=list)  # stage 0: input paths, by file index
+    rows: list[InputRow] = field(default_factory=list)  # stage 0: the input rows
+    source: str | None = None  # later stages: the previous stage's chunk file
+
+
+def chunk_name(chunk: int) -> str:
+    return f"chunk-{chunk:06d}"
+
+
+def stats_path(stage_dir: Path, chunk: int) -> Path:
+    return stage_dir / f"{chunk_name(chunk)}.stats.json"
+
+
+def read_chunk(path: Path):
+    with open(path, "rb") as f:
+        for line in f:
+            yield Record.from_dict(orjson.loads(line))
+
+
+_OPS_CACHE: dict[tuple, list[tuple[int, Op]]] = {}
+
+
+def build_ops(steps: list[tuple[int, str, dict[str, Any]]], seed: int, work_root: str) -> list[tuple[int, Op]]:
+    key = (orjson.dumps(steps, option=orjson.OPT_SORT_KEYS), seed, work_root)
+    if key not in _OPS_CACHE:
+        built = []
+        for index, name, options in steps:
+            cls = ops.get(name)
+            context = OpContext(seed=seed, step=index, workdir=Path(work_root) / f"step-{index:03d}")
+            built.append((index, cls(cls.Config.model_validate(options), context)))
+        _OPS_CACHE[key] = built
+    return _OPS_CACHE[key]
+
+
+def _records_from_rows(task: ChunkTask, quarantine: JsonlWriter) -> list[Record]:
+    """Stage 0: rows → records; unreadable or invalid rows go to quarantine."""
+    out = []
+    for file_index, fmt_name, line, index, row, error, raw in task.rows:
+        source = task.files[file_index]
+        if row is not None:
+            try:
+                rec = formats.get(fmt_name).to_record(row)
+                bad = validate.errors(validate.check(rec))
+                if bad:
+                    error, raw = "; ".join(p.message for p in bad), row
+                else:
+                    rec.meta["source"], rec.meta["index"] = source, index
+                    if line is not None:
+                        rec.meta["line"] = line
+                    rec.id = rec.id or rec.compute_id()
+                    out.append(rec)
+                    continue
+            except RecordError as e:
+                error, raw = f"{fmt_name}: {e}", row
+        entry: dict[str, Any] = {"file": source}
+        if line is not None:
+            entry["line"] = line
+        quarantine.write({**entry, "index": index, "error": error, "raw": raw})
+    return out
+
+
+def run_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Process one chunk and write its files; returns its stats (also written to disk)."""
+    stage_dir = Path(task.stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    name = chunk_name(task.chunk)
+    kept = JsonlWriter(stage_dir / f"{name}.jsonl")
+    dropped = JsonlWriter(stage_dir / f"{name}.dropped.jsonl")
+    quarantine = JsonlWriter(stage_dir / f"{name}.quarantine.jsonl")
+    writers = (kept, dropped, quarantine)
+    try:
+        if task.source is None:
+            records = _records_from_rows(task, quarantine)
+            n_in = len(task.rows)
+        else:
+            records = list(read_chunk(Path(task.source)))
+            n_in = len(records)
+        step_stats = []
+        for index, op in build_ops(task.steps, task.seed, task.work_root):
+            records, stats = _apply(op, index, records, dropped)
+            step_stats.append(stats)
+        for rec in records:
+            kept.write(rec.to_dict())
+        for w in writers:
+            w.commit()
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    stats = {
+        "chunk": task.chunk,
+        "input": n_in,
+        "quarantined": quarantine.count,
+        "kept": kept.count,
+        "steps": step_stats,
+    }
+    _write_atomic(stats_path(stage_dir, task.chunk), orjson.dumps(stats))
+    return stats
+
+
+def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> tuple[list[Record], dict[str, Any]]:
+    start = time.perf_counter()
+    reasons: Counter[str] = Counter()
+    out: list[Record] = []
+    rec = None
+    try:
+        if isinstance(op, Mapper):
+            for rec in records:
+                out.append(op.map(rec))
+        elif isinstance(op, Filter):
+            for rec in records:
+                reason = op.reason(rec)
+                if reason is None:
+                    out.append(rec)
+                else:
+                    reasons[reason] += 1
+                    dropped.write(drop_entry(rec, index, op.name, reason))
+        else:
+            raise DatamillError(f"step {index} ({op.name}) is a {op.kind} and cannot run on a chunk")
+    except DatamillError:
+        raise
+    except Exception as e:
+        where = (
+            f" on record {rec.id} ({rec.meta.get('source')}:{rec.meta.get('line', rec.meta.get('index'))})"
+            if rec is not None
+            else ""
+        )
+        raise DatamillError(f"step {index} ({op.name}) failed{where}: {e!r}") from e
+    stats = {
+        "step": index,
+        "op": op.name,
+        "in": len(records),
+        "out": len(out),
+        "dropped": dict(reasons),
+        "seconds": time.perf_counter() - start,
+    }
+    return out, stats
+
+
+def drop_entry(rec: Record, step: int, op: str, reason: str) -> dict[str, Any]:
+    return {"id": rec.id, "step": step, "op": op, "reason": reason, "record": rec.to_dict()}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -1,0 +1,502 @@
+"""Run a recipe: read inputs in chunks, push them through the steps, write the outputs.
+
+Steps are grouped into stages: a run of mapper/filter steps is one parallel stage (chunks fan out
+to the executor); each global step is a stage of its own that streams over the previous stage's
+chunks in order. Every stage writes its chunks under ``OUTDIR/.datamill-work/`` atomically, with a
+stats file per chunk as the completion marker, so a killed run resumes where it stopped and ends
+with the same bytes as an uninterrupted one. The final stage's records are written in the chosen
+format as ``OUTDIR/data-*``, with dropped.jsonl, quarantine.jsonl, stats.json and recipe.lock.yaml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from datamill import __version__, dataset_info, formats, ops
+from datamill.dataset import DatasetWriter, detect_format
+from datamill.errors import CannotExpress, DatamillError
+from datamill.io.readers import RawRow, iter_rows
+from datamill.io.writers import JsonlWriter
+from datamill.ops.base import Drop, OpContext
+from datamill.pipeline import executors
+from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, drop_entry, read_chunk, run_chunk, stats_path
+from datamill.pipeline.recipe import Recipe, Step
+
+WORK = ".datamill-work"
+LOCK = "recipe.lock.yaml"
+LIBRARIES = ("orjson", "pyarrow", "pydantic", "PyYAML", "ijson", "datasets", "ray")
+
+Progress = Callable[[str, int, int | None], None]  # (stage label, records done, total or None)
+
+
+@dataclass
+class Stage:
+    index: int
+    kind: str  # "chunks" (mapper/filter steps, parallel) or "global" (one global step)
+    steps: list[Step]
+
+    @property
+    def label(self) -> str:
+        names = ", ".join(s.op for s in self.steps) or "read + validate"
+        return f"stage {self.index}: {names}"
+
+
+@dataclass
+class RunResult:
+    outdir: Path
+    stats: dict[str, Any]
+    up_to_date: bool = False
+    resumed_chunks: int = 0
+    shards: list[str] = field(default_factory=list)
+
+
+def plan(steps: list[Step]) -> list[Stage]:
+    """Stage 0 always reads the input (with the leading mapper/filter steps, if any)."""
+    stages = [Stage(0, "chunks", [])]
+    for step in steps:
+        if step.kind == "global":
+            stages.append(Stage(len(stages), "global", [step]))
+        elif stages[-1].kind == "chunks":
+            stages[-1].steps.append(step)
+        else:
+            stages.append(Stage(len(stages), "chunks", [step]))
+    return stages
+
+
+def fingerprint_file(path: Path) -> dict[str, Any]:
+    """Size, mtime and a hash of the first and last MiB: cheap, and catches real changes."""
+    if path.is_dir():
+        parts = [fingerprint_file(p) for p in sorted(path.rglob("*")) if p.is_file()]
+        return {
+            "path": str(path),
+            "files": len(parts),
+            "blake2b": hashlib.blake2b(orjson.dumps(parts), digest_size=16).hexdigest(),
+        }
+    st = path.stat()
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if st.st_size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": h.hexdigest()}
+
+
+def _versions() -> dict[str, str]:
+    out = {"datamill": __version__, "python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class Runner:
+    def __init__(
+        self, recipe: Recipe, progress: Progress | None = None, keep_work: bool = False, ray_address: str | None = None
+    ):
+        self.recipe = recipe
+        self.outdir = Path(recipe.output.path)
+        self.work = self.outdir / WORK
+        self.progress = progress or (lambda label, done, total: None)
+        self.keep_work = keep_work
+        self.ray_address = ray_address
+        self.stages = plan(recipe.steps)
+        self.inputs = [fingerprint_file(f.path) for f in recipe.inputs]
+        self.fingerprint = self._fingerprint()
+        self.resumed = 0
+
+    def _fingerprint(self) -> str:
+        r = self.recipe
+        config = {
+            "steps": [(s.index, s.op, s.config.model_dump(mode="json")) for s in r.steps],
+            "inputs": [(str(f.path), f.format, f.encoding) for f in r.inputs],
+            "output": r.output.model_dump(mode="json"),
+            "seed": r.seed,
+            "chunk_size": r.chunk_size,
+            "fingerprints": self.inputs,
+            "datamill": __version__,
+        }
+        return hashlib.blake2b(orjson.dumps(config, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+    # ---- entry point -------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        previous = self._finished_lock()
+        if previous is not None:
+            stats = json.loads((self.outdir / "stats.json").read_text(encoding="utf-8"))
+            return RunResult(self.outdir, stats, up_to_date=True, shards=previous.get("outputs", []))
+        self._prepare_workdir()
+        executor = executors.make(self.recipe.executor, self.recipe.workers, self.ray_address)
+        try:
+            for stage in self.stages:
+                if stage.kind == "chunks":
+                    self._run_chunk_stage(stage, executor)
+                else:
+                    self._run_global_stage(stage)
+        finally:
+            executor.close()
+        result = self._assemble()
+        if not self.keep_work:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return result
+
+    def _finished_lock(self) -> dict[str, Any] | None:
+        lock = self.outdir / LOCK
+        if not lock.exists() or not (self.outdir / "stats.json").exists():
+            return None
+        try:
+            data = yaml.safe_load(lock.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            return None
+        if not isinstance(data, dict) or data.get("fingerprint") != self.fingerprint:
+            return None
+        if not all((self.outdir / name).exists() for name in data.get("outputs", [])):
+            return None
+        return data
+
+    def _prepare_workdir(self) -> None:
+        marker = self.work / "fingerprint"
+        if self.work.exists() and (not marker.exists() or marker.read_text() != self.fingerprint):
+            shutil.rmtree(self.work)  # another recipe or changed inputs: start over
+        self.work.mkdir(parents=True, exist_ok=True)
+        marker.write_text(self.fingerprint)
+
+    def stage_dir(self, stage: Stage) -> Path:
+        return self.work / f"stage-{stage.index:02d}"
+
+    # ---- stages ------------------------------------------------------------------------------
+    def _tasks(self, stage: Stage) -> Iterator[ChunkTask]:
+        sdir = self.stage_dir(stage)
+        steps = [(s.index, s.op, s.config.model_dump(mode="json")) for s in stage.steps]
+        common = dict(
+            stage=stage.index, stage_dir=str(sdir), seed=self.recipe.seed, work_root=str(self.work), steps=steps
+        )
+        if stage.index == 0:
+            files = [str(f.path) for f in self.recipe.inputs]
+            for i, rows in enumerate(self._input_chunks()):
+                if not stats_path(sdir, i).exists():
+                    yield ChunkTask(chunk=i, files=files, rows=rows, **common)
+                else:
+                    self.resumed += 1
+        else:
+            prev = self.stage_dir(self.stages[stage.index - 1])
+            for i in range(self._chunk_count(self.stages[stage.index - 1])):
+                if not stats_path(sdir, i).exists():
+                    yield ChunkTask(chunk=i, source=str(prev / f"{chunk_name(i)}.jsonl"), **common)
+                else:
+                    self.resumed += 1
+
+    def _input_chunks(self) -> Iterator[list[InputRow]]:
+        size = self.recipe.chunk_size
+        rows = self._input_rows()
+        while batch := list(itertools.islice(rows, size)):
+            yield batch
+
+    def _input_rows(self) -> Iterator[InputRow]:
+        for file_index, spec in enumerate(self.recipe.inputs):
+            raw_rows = iter_rows(spec.path, spec.encoding)
+            head = list(itertools.islice(raw_rows, 100))
+            if not head:
+                continue
+            fmt = formats.get(spec.format) if spec.format else detect_format(spec.path, head)
+            for r in itertools.chain(head, raw_rows):
+                yield _input_row(file_index, fmt.name, r)
+
+    def _chunk_count(self, stage: Stage) -> int:
+        return len(list(self.stage_dir(stage).glob("chunk-*.stats.json")))
+
+    def _run_chunk_stage(self, stage: Stage, executor: executors.Executor) -> None:
+        total = self._stage_input_total(stage)
+        done = self._done_records(stage)
+        self.progress(stage.label, done, total)
+        for stats in executor.map(run_chunk, self._tasks(stage)):
+            done += stats["input"]
+            self.progress(stage.label, done, total)
+            _maybe_crash()
+
+    def _stage_input_total(self, stage: Stage) -> int | None:
+        if stage.index == 0:
+            return None
+        return sum(s["kept"] for s in self._stage_stats(self.stages[stage.index - 1]))
+
+    def _done_records(self, stage: Stage) -> int:
+        return sum(s["input"] for s in self._stage_stats(stage))
+
+    def _stage_stats(self, stage: Stage) -> list[dict[str, Any]]:
+        sdir = self.stage_dir(stage)
+        paths = sorted(sdir.glob("chunk-*.stats.json")) if sdir.exists() else []
+        return [orjson.loads(p.read_bytes()) for p in paths]
+
+    def _run_global_stage(self, stage: Stage) -> None:
+        sdir = self.stage_dir(stage)
+        if (sdir / "done.json").exists():
+            self.resumed += self._chunk_count(stage)
+            return
+        shutil.rmtree(sdir, ignore_errors=True)  # a global step that did not finish starts over
+        sdir.mkdir(parents=True)
+        (step,) = stage.steps
+        cls = ops.get(step.op)
+        workdir = self.work / f"step-{step.index:03d}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        op = cls(step.config, OpContext(seed=self.recipe.seed, step=step.index, workdir=workdir))
+        prev = self.stage_dir(self.stages[stage.index - 1])
+        n_prev = self._chunk_count(self.stages[stage.index - 1])
+        total = self._stage_input_total(stage)
+        counter = {"in": 0}
+
+        def stream():
+            for i in range(n_prev):
+                for rec in read_chunk(prev / f"{chunk_name(i)}.jsonl"):
+                    counter["in"] += 1
+                    if counter["in"] % 5000 == 0:
+                        self.progress(stage.label, counter["in"], total)
+                    yield rec
+
+        start = time.perf_counter()
+        chunk, kept, dropped = 0, None, None
+        reasons: Counter[str] = Counter()
+        n_out = 0
+        try:
+            for item in op.run(stream()):
+                if kept is None:
+                    kept = JsonlWriter(sdir / f"{chunk_name(chunk)}.jsonl")
+                    dropped = JsonlWriter(sdir / f"{chunk_name(chunk)}.dropped.jsonl")
+                if isinstance(item, Drop):
+                    reasons[item.reason] += 1
+                    dropped.write(drop_entry(item.record, step.index, step.op, item.reason))
+                else:
+                    kept.write(item.to_dict())
+                    n_out += 1
+                if kept.count + dropped.count >= self.recipe.chunk_size:
+                    self._close_global_chunk(sdir, chunk, kept, dropped)
+                    chunk, kept, dropped = chunk + 1, None, None
+            if kept is not None:
+                self._close_global_chunk(sdir, chunk, kept, dropped)
+        except BaseException:
+            for w in (kept, dropped):
+                if w is not None:
+                    w.abort()
+            raise
+        seconds = time.perf_counter() - start
+        self.progress(stage.label, counter["in"], total)
+        summary = {
+            "step": step.index,
+            "op": step.op,
+            "in": counter["in"],
+            "out": n_out,
+            "dropped": dict(reasons),
+            "seconds": seconds,
+        }
+        if counter["in"] != n_out + sum(reasons.values()):
+            raise DatamillError(f"step {step.index} ({step.op}) lost records: {summary}")
+        (sdir / "done.json").write_bytes(orjson.dumps(summary))
+
+    def _close_global_chunk(self, sdir: Path, chunk: int, kept: JsonlWriter, dropped: JsonlWriter) -> None:
+        kept.commit()
+        dropped.commit()
+        stats = {"chunk": chunk, "input": kept.count + dropped.count, "quarantined": 0, "kept": kept.count, "steps": []}
+        stats_path(sdir, chunk).write_bytes(orjson.dumps(stats))
+        _maybe_crash()
+
+    # ---- outputs -----------------------------------------------------------------------------
+    def _assemble(self) -> RunResult:
+        for old in self.outdir.glob("data-*"):
+            old.unlink() if old.is_file() else shutil.rmtree(old)
+        last = self.stages[-1]
+        dropped_writer = JsonlWriter(self.outdir / "dropped.jsonl")
+        quarantine_writer = JsonlWriter(self.outdir / "quarantine.jsonl")
+        output_drops: Counter[str] = Counter()
+        shards: list[DatasetWriter] = []
+        try:
+            for stage in self.stages:
+                sdir = self.stage_dir(stage)
+                for i in range(self._chunk_count(stage)):
+                    _copy_lines(sdir / f"{chunk_name(i)}.dropped.jsonl", dropped_writer)
+                    if stage.index == 0:
+                        _copy_lines(sdir / f"{chunk_name(i)}.quarantine.jsonl", quarantine_writer)
+            shards = self._write_shards(last, dropped_writer, output_drops)
+            _maybe_crash()
+            dropped_writer.commit()
+            quarantine_writer.commit()
+        except BaseException:
+            dropped_writer.abort()
+            quarantine_writer.abort()
+            raise
+        stats = self._stats(output_drops, len(shards))
+        (self.outdir / "stats.json").write_text(
+            json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        self._register(shards)
+        names = [w.path.name for w in shards]
+        self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
+        return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
+
+    def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[DatasetWriter]:
+        out = self.recipe.output
+        sdir = self.stage_dir(last)
+        records = (rec for i in range(self._chunk_count(last)) for rec in read_chunk(sdir / f"{chunk_name(i)}.jsonl"))
+        shards: list[DatasetWriter] = []
+
+        def new_shard() -> DatasetWriter:
+            shards.append(
+                DatasetWriter(self.outdir / f"data-{len(shards):05d}.{out.container}", out.format, register=False)
+            )
+            return shards[-1]
+
+        writer: DatasetWriter | None = None
+        try:
+            for rec in records:
+                if writer is None or (out.shard_size and writer.count >= out.shard_size):
+                    if writer is not None:
+                        writer.commit()
+                    writer = new_shard()
+                try:
+                    writer.write(rec)
+                except CannotExpress as e:
+                    reason = f"{out.format} cannot hold it: {e}"
+                    output_drops[reason] += 1
+                    dropped.write(drop_entry(rec, len(self.recipe.steps), "output", reason))
+            writer = writer or new_shard()  # nothing kept: one empty shard, so the output exists
+            writer.commit()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        return shards
+
+    def _stats(self, output_drops: Counter[str], n_shards: int) -> dict[str, Any]:
+        stage0 = self._stage_stats(self.stages[0])
+        n_input = sum(s["input"] for s in stage0)
+        quarantined = sum(s["quarantined"] for s in stage0)
+        steps: dict[int, dict[str, Any]] = {}
+        for stage in self.stages:
+            if stage.kind == "global":
+                entry = orjson.loads((self.stage_dir(stage) / "done.json").read_bytes())
+                steps[entry["step"]] = entry
+                continue
+            for chunk in self._stage_stats(stage):
+                for st in chunk["steps"]:
+                    acc = steps.setdefault(
+                        st["step"],
+                        {"step": st["step"], "op": st["op"], "in": 0, "out": 0, "dropped": {}, "seconds": 0.0},
+                    )
+                    acc["in"] += st["in"]
+                    acc["out"] += st["out"]
+                    acc["seconds"] += st["seconds"]
+                    for reason, n in st["dropped"].items():
+                        acc["dropped"][reason] = acc["dropped"].get(reason, 0) + n
+        kept_before_output = sum(s["kept"] for s in self._stage_stats(self.stages[-1]))
+        output_step = {
+            "step": len(self.recipe.steps),
+            "op": "output",
+            "in": kept_before_output,
+            "out": kept_before_output - sum(output_drops.values()),
+            "dropped": dict(output_drops),
+            "seconds": 0.0,
+        }
+        ordered = [steps[i] for i in sorted(steps)] + [output_step]
+        dropped = sum(sum(s["dropped"].values()) for s in ordered)
+        kept = output_step["out"]
+        problems = [s for s in ordered if s["in"] != s["out"] + sum(s["dropped"].values())]
+        balanced = n_input == kept + dropped + quarantined and not problems
+        if not balanced:
+            raise DatamillError(
+                f"accounting broken: input {n_input} != kept {kept} + dropped {dropped} + "
+                f"quarantined {quarantined}; steps {problems}"
+            )
+        return {
+            "recipe": self.recipe.name,
+            "input": n_input,
+            "quarantined": quarantined,
+            "kept": kept,
+            "dropped": dropped,
+            "balanced": balanced,
+            "steps": ordered,
+            "shards": n_shards,
+            "chunks_resumed": self.resumed,
+        }
+
+    def _write_lock(self, shards: list[str]) -> None:
+        r = self.recipe
+        lock = {
+            "fingerprint": self.fingerprint,
+            "recipe": r.raw,  # as written: ${VAR} references stay unexpanded
+            "resolved": {
+                "seed": r.seed,
+                "executor": r.executor,
+                "workers": r.workers,
+                "chunk_size": r.chunk_size,
+                "inputs": [{"path": str(f.path), "format": f.format, "encoding": f.encoding} for f in r.inputs],
+                "steps": [{"op": s.op, **_resolved_options(s, r.raw)} for s in r.steps],
+                "output": r.output.model_dump(mode="json"),
+            },
+            "input_fingerprints": self.inputs,
+            "versions": _versions(),
+            "outputs": [*shards, "dropped.jsonl", "quarantine.jsonl", "stats.json"],
+        }
+        tmp = self.outdir / f".{LOCK}.tmp"
+        tmp.write_text(yaml.safe_dump(lock, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        tmp.replace(self.outdir / LOCK)
+
+    def _register(self, shards: list[DatasetWriter]) -> None:
+        """dataset_info.json entries so LLaMA-Factory loads the shards with ``dataset: NAME``."""
+        name = self.recipe.output.name or self.recipe.name
+        for i, w in enumerate(shards):
+            entry = w.format.dataset_info(w.columns, w.ranking, w.roles)
+            if entry is not None:
+                dataset_info.update(w.path, name if len(shards) == 1 else f"{name}-{i:05d}", entry)
+
+
+def _resolved_options(step: Step, raw: dict[str, Any]) -> dict[str, Any]:
+    """A step's options with defaults filled in, but options that reference ${VAR} kept as written,
+    so secrets never reach the lock file."""
+    resolved = step.config.model_dump(mode="json")
+    raw_steps = raw.get("steps") or []
+    written = raw_steps[step.index] if step.index < len(raw_steps) and isinstance(raw_steps[step.index], dict) else {}
+    for key, value in written.items():
+        if key in resolved and "${" in json.dumps(value):
+            resolved[key] = value
+    return resolved
+
+
+def _maybe_crash() -> None:
+    """Fault injection for the crash-safety tests: DATAMILL_TEST_KILL_AFTER=N sends SIGKILL to this
+    process at its N-th checkpoint (a completed chunk, or the end of writing the outputs)."""
+    global _checkpoints
+    limit = os.environ.get("DATAMILL_TEST_KILL_AFTER")
+    if limit is None:
+        return
+    _checkpoints += 1
+    if _checkpoints >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_checkpoints = 0
+
+
+def _input_row(file_index: int, fmt: str, r: RawRow) -> InputRow:
+    return (file_index, fmt, r.line, r.index, r.row, r.error, r.raw)
+
+
+def _copy_lines(path: Path, writer: JsonlWriter) -> None:
+    if path.exists():
+        with open(path, "rb") as f:
+            for line in f:
+                writer.write_line(line)
