@@ -322,7 +322,8 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path, interval: float
             peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
             samples += 1
             time.sleep(interval)
-    return {"wall": wall, "returncode": proc.returncode, "peak_rss_mb": peak_rss / 1024,
+    return {"wall": wall, "returncode": proc.returncode, "cpu": ru.ru_utime + ru.ru_stime,
+            "peak_rss_mb": peak_rss / 1024,
             "peak_anon_mb": peak_anon / 1024, "ru_maxrss_mb": ru.ru_maxrss / 1024, "samples": samples}
 
 
@@ -338,7 +339,7 @@ def bench_tool(tool: str, src: Path, work: Path, args: argparse.Namespace) -> di
     dst.unlink(missing_ok=True)
     result_file = work / f".result_{tool}.json"
     result_file.unlink(missing_ok=True)
-    log = work / f"{tool}.log"
+    log = work / f"formats_{tool}.log"
     tmp = Path(tempfile.mkdtemp(prefix=f"hf_{tool}_", dir=work))  # fresh cache per run
     env = dict(os.environ, HF_HOME=str(tmp / "hf_home"), HF_DATASETS_CACHE=str(tmp / "cache"),
                HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -365,7 +366,7 @@ def bench_tool(tool: str, src: Path, work: Path, args: argparse.Namespace) -> di
     m.setdefault("seconds", m["wall"])  # the CLI cannot report its own time: use wall time
     m["peak_mb"] = max(m["peak_rss_mb"], m["ru_maxrss_mb"])
     m["out"] = str(dst)
-    print(f"  {m['seconds']:.1f}s (wall {m['wall']:.1f}s), peak RSS {m['peak_mb']:.0f} MB"
+    print(f"  {m['seconds']:.1f}s (wall {m['wall']:.1f}s, CPU {m['cpu']:.1f}s), peak RSS {m['peak_mb']:.0f} MB"
           + (f", phases {', '.join(f'{k} {v:.1f}s' for k, v in m['phases'].items())}" if "phases" in m else ""),
           flush=True)
     return m
@@ -478,12 +479,25 @@ def verify(src: Path, outputs: dict[str, str], n: int, sample: int, seed: int) -
 # Main
 # --------------------------------------------------------------------------------------------------
 
+def git_state() -> str:
+    """HEAD, plus "+dirty" when src/ has uncommitted changes (the benchmark times the working tree)."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+dirty" if dirty else "")
+
+
 def table(rows: list[dict[str, Any]], n: int) -> str:
-    head = ["tool", "seconds", "records/s", "peak RSS MB", "peak anon MB", "wall s"]
+    head = ["tool", "seconds", "records/s", "peak RSS MB", "peak anon MB", "wall s", "CPU s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(head))) + "|"]
     for r in rows:
         lines.append(f"| {r['tool']} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | {r['peak_mb']:,.0f} | "
-                     f"{r['peak_anon_mb']:,.0f} | {r['wall']:.1f} |")
+                     f"{r['peak_anon_mb']:,.0f} | {r['wall']:.1f} | {r['cpu']:.1f} |")
     return "\n".join(lines)
 
 
@@ -514,17 +528,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_proc > 1 and "datamill" in tools:
         print(f"note: --num-proc {args.num_proc} applies to datasets only; datamill convert is single-process")
 
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"note: load average is {load:.1f} before starting; other processes on this machine will "
+              "slow both tools (compare the CPU s column, or use --repeat)")
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+    for _ in range(args.repeat):  # interleaved, so background noise hits every tool alike
+        for tool in tools:
+            runs[tool].append(bench_tool(tool, src, work, args))
     results: dict[str, dict[str, Any]] = {}
-    for tool in tools:
-        runs = [bench_tool(tool, src, work, args) for _ in range(args.repeat)]
-        best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run
-        best = dict(best, tool=tool, seconds=statistics.median(r["seconds"] for r in runs),
-                    peak_mb=max(r["peak_mb"] for r in runs), peak_anon_mb=max(r["peak_anon_mb"] for r in runs))
-        results[tool] = best
+    for tool, rs in runs.items():
+        mid = sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]  # the median run
+        results[tool] = dict(mid, tool=tool, seconds=statistics.median(r["seconds"] for r in rs),
+                             cpu=statistics.median(r["cpu"] for r in rs),
+                             wall=statistics.median(r["wall"] for r in rs),
+                             peak_mb=max(r["peak_mb"] for r in rs), peak_anon_mb=max(r["peak_anon_mb"] for r in rs),
+                             runs=[{k: r[k] for k in ("seconds", "wall", "cpu", "peak_mb")} for r in rs])
 
     ok = verify(src, {t: results[t]["out"] for t in tools}, args.n, args.sample, args.seed)
 
-    versions = {"python": platform.python_version()}
+    versions = {"python": platform.python_version(), "datamill git": git_state()}
     for pkg in ("pyarrow", "orjson", *tools):
         try:
             versions[pkg] = importlib.metadata.version(pkg)
@@ -547,8 +570,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if dm['peak_mb'] < 500 else 'NOT met'})")
         if dm.get("quarantined"):
             print(f"warning: datamill quarantined {dm['quarantined']:,} records")
-    (work / "results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"\nresults: {work / 'results.json'}; logs: {work}/<tool>.log")
+    (work / "formats_results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"\nresults: {work / 'formats_results.json'}; logs: {work}/formats_<tool>.log")
     if not args.keep_outputs:
         for t in tools:
             Path(results[t]["out"]).unlink(missing_ok=True)

@@ -63,7 +63,7 @@ def convert(
     src, dst = Path(src), Path(dst)
     qpath = Path(quarantine) if quarantine else default_quarantine_path(dst)
     summary = Summary(str(src), str(dst), target=to)
-    fmt, items = read_with_format(src, from_, encoding)
+    fmt, items = read_with_format(src, from_, encoding, ids=keep_meta)
     summary.detected = fmt.name if fmt else None
     writer = DatasetWriter(dst, to, keep_meta=keep_meta, register=register, name=name)
     qwriter: JsonlWriter | None = None

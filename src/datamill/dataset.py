@@ -86,8 +86,10 @@ def read_with_format(
     path: str | Path,
     fmt: str | Format | None = None,
     encoding: str | None = None,
+    ids: bool = True,
 ) -> tuple[Format | None, Iterator[Record | Quarantined]]:
-    """Like ``read`` but tells the (detected) format first. Format is None for an empty file."""
+    """Like ``read`` but tells the (detected) format first. Format is None for an empty file.
+    ``ids=False`` leaves ``Record.id`` empty (computed on demand) when the caller does not need it."""
     path = Path(path)
     rows = iter_rows(path, encoding)
     head = list(itertools.islice(rows, DETECT_WINDOW))
@@ -97,10 +99,10 @@ def read_with_format(
         fmt = detect_format(path, head)
     if fmt is None:
         return None, iter(())
-    return fmt, _records(path, fmt, itertools.chain(head, rows))
+    return fmt, _records(path, fmt, itertools.chain(head, rows), ids)
 
 
-def _records(path: Path, fmt: Format, rows: Iterator[RawRow]) -> Iterator[Record | Quarantined]:
+def _records(path: Path, fmt: Format, rows: Iterator[RawRow], ids: bool) -> Iterator[Record | Quarantined]:
     source = str(path)
     to_record = fmt.to_record
     for raw in rows:
@@ -116,7 +118,7 @@ def _records(path: Path, fmt: Format, rows: Iterator[RawRow]) -> Iterator[Record
         rec.meta["index"] = raw.index
         if raw.line is not None:
             rec.meta["line"] = raw.line
-        if not rec.id:
+        if ids and not rec.id:
             rec.id = rec.compute_id()
         yield rec
 

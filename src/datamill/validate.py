@@ -65,6 +65,8 @@ def _role_order(rec: Record) -> list[Problem]:
 
 def _media(rec: Record) -> list[Problem]:
     texts = [m.content for m in rec.messages]
+    if not rec.media() and not any("<" in t for t in texts) and "<" not in (rec.system or ""):
+        return []  # fast path: no media and no placeholder can be there
     if rec.system:
         texts.append(rec.system)
     out = []

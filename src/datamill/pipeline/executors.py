@@ -5,8 +5,14 @@ and yields results as tasks finish. Chunk outputs are files, so completion order
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from datamill.errors import DatamillError
 
 
 def make(kind: str, workers: int, ray_address: str | None = None) -> Executor:
@@ -34,7 +40,7 @@ class LocalExecutor(Executor):
                 yield fn(task)
             return
         if self.pool is None:
-            self.pool = cf.ProcessPoolExecutor(self.workers)
+            self.pool = cf.ProcessPoolExecutor(self.workers, initializer=_die_with_parent)
         pending: set[cf.Future] = set()
         for task in tasks:
             pending.add(self.pool.submit(fn, task))
@@ -50,6 +56,19 @@ class LocalExecutor(Executor):
             self.pool = None
 
 
+def _die_with_parent() -> None:
+    """Worker processes end when the runner dies, even by SIGKILL (Linux), so a killed run leaves
+    no orphans holding its files or terminal."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 class RayExecutor(Executor):
     """Ray tasks over chunks; workers must see the same filesystem (a shared path on a cluster)."""
 
@@ -57,8 +76,6 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            from datamill.errors import DatamillError
-
             raise DatamillError("the ray executor needs `pip install 'datamill[ray]'`") from None
         self.ray = ray
         self.workers = workers
