@@ -253,3 +253,13 @@ def test_sharded_parquet_output_registers_every_shard(tmp_path):
     import pyarrow.parquet as pq
 
     assert sum(pq.read_metadata(tmp_path / "o" / s).num_rows for s in runner.result.shards) == 999
+
+
+def test_ray_executor_gives_the_same_output_as_local(tmp_path, mixed_input):
+    """A real local Ray instance (started by the executor) runs the same recipe to the same bytes."""
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    run(write_recipe(tmp_path, quickstart_like([str(mixed_input)], local, workers=2), "local.yaml"))
+    runner = run(write_recipe(tmp_path, quickstart_like([str(mixed_input)], on_ray, workers=2, executor="ray"),
+                              "ray.yaml"))
+    assert runner.result.stats["balanced"]
+    assert _outputs(on_ray) == _outputs(local)
