@@ -130,7 +130,8 @@ def test_accounting_on_real_mixed_input_with_a_corrupt_line(tmp_path, mixed_inpu
         1
         for f in sorted(mixed_input.iterdir())
         for rec in datamill.read(f)
-        if isinstance(rec, datamill.Record) and not validate.errors(validate.check(rec))
+        if isinstance(rec, datamill.Record)
+        and not validate.errors(validate.check(rec))
         and count_words(rec.part("answer")) < 3
     )
     assert short > 300
@@ -144,8 +145,14 @@ def test_accounting_on_real_mixed_input_with_a_corrupt_line(tmp_path, mixed_inpu
 
 def _cli_run(recipe: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "datamill", "run", str(recipe)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "datamill", "run", str(recipe)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
@@ -193,7 +200,9 @@ def test_env_secrets_are_substituted_but_never_written(tmp_path, monkeypatch):
     monkeypatch.setenv("DM_SECRET_PROMPT", "sk-test-SECRET-123")
     body = {
         "inputs": [str(LF / "identity.json")],
-        "steps": [{"op": "fill_placeholders", "values": {"name": "${DM_SECRET_PROMPT}", "author": "${DM_AUTHOR:-ACME}"}}],
+        "steps": [
+            {"op": "fill_placeholders", "values": {"name": "${DM_SECRET_PROMPT}", "author": "${DM_AUTHOR:-ACME}"}}
+        ],
         "output": {"path": str(tmp_path / "out"), "format": "alpaca"},
     }
     run(write_recipe(tmp_path, body))
@@ -212,9 +221,23 @@ def test_cli_overrides_inputs_and_output(tmp_path):
     recipe = ROOT / "recipes" / "quickstart.yaml"
     out = tmp_path / "qs"
     proc = subprocess.run(
-        [sys.executable, "-m", "datamill", "run", str(recipe), "-i", str(LF / "identity.json"), "-o", str(out),
-         "--workers", "1"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "datamill",
+            "run",
+            str(recipe),
+            "-i",
+            str(LF / "identity.json"),
+            "-o",
+            str(out),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "input 91 = kept" in proc.stdout
@@ -230,8 +253,10 @@ def test_quickstart_recipe_runs(tmp_path):
 
 
 def test_output_format_that_cannot_hold_a_record_drops_it_with_reason(tmp_path):
-    body = {"inputs": [str(LF / "glaive_toolcall_zh_demo.json")], "output": {"path": str(tmp_path / "o"),
-                                                                              "format": "alpaca"}}
+    body = {
+        "inputs": [str(LF / "glaive_toolcall_zh_demo.json")],
+        "output": {"path": str(tmp_path / "o"), "format": "alpaca"},
+    }
     runner = run(write_recipe(tmp_path, body))
     st = runner.result.stats
     out_step = st["steps"][-1]
@@ -243,8 +268,13 @@ def test_sharded_parquet_output_registers_every_shard(tmp_path):
     body = {
         "inputs": [str(LF / "alpaca_en_demo.json")],
         "chunk_size": 100,
-        "output": {"path": str(tmp_path / "o"), "format": "alpaca", "container": "parquet", "shard_size": 400,
-                   "name": "en"},
+        "output": {
+            "path": str(tmp_path / "o"),
+            "format": "alpaca",
+            "container": "parquet",
+            "shard_size": 400,
+            "name": "en",
+        },
     }
     runner = run(write_recipe(tmp_path, body))
     assert runner.result.shards == ["data-00000.parquet", "data-00001.parquet", "data-00002.parquet"]
@@ -259,7 +289,8 @@ def test_ray_executor_gives_the_same_output_as_local(tmp_path, mixed_input):
     """A real local Ray instance (started by the executor) runs the same recipe to the same bytes."""
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     run(write_recipe(tmp_path, quickstart_like([str(mixed_input)], local, workers=2), "local.yaml"))
-    runner = run(write_recipe(tmp_path, quickstart_like([str(mixed_input)], on_ray, workers=2, executor="ray"),
-                              "ray.yaml"))
+    runner = run(
+        write_recipe(tmp_path, quickstart_like([str(mixed_input)], on_ray, workers=2, executor="ray"), "ray.yaml")
+    )
     assert runner.result.stats["balanced"]
     assert _outputs(on_ray) == _outputs(local)
