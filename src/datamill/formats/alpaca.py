@@ -35,8 +35,7 @@ def to_record(row: Row) -> Record:
     else:
         messages.append(Message("assistant", fields.req_str(row, "output")))
         rec.label = fields.label(row, "kto_tag")
-    for key, value in fields.media(row).items():
-        setattr(rec, key, value)
+    fields.set_media(rec, row)
     if query:
         rec.meta["input"] = query
     return rec
@@ -53,8 +52,7 @@ def _history(row: Row) -> list[Message]:
 
 
 def from_record(rec: Record) -> Row:
-    if rec.text is not None:
-        raise CannotExpress("alpaca holds conversations, not pretraining text; use --to pretrain")
+    fields.conversation_only(rec, "alpaca")
     fields.require_roles(rec.messages, {"user", "assistant"}, "alpaca")
     msgs = rec.messages
     prompt_turns = msgs if rec.kind == "preference" else msgs[:-1]

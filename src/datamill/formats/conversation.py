@@ -21,8 +21,7 @@ def to_record(row: Row) -> Record:
         raise RecordError("missing required field 'conversation'")
     system, msgs = messages.parse_turns(fields.nested(row, "conversation", list), "conversation")
     rec = Record(messages=msgs, system=system or fields.opt_str(row, "system"), tools=fields.tools(row))
-    for key, value in fields.media(row).items():
-        setattr(rec, key, value)
+    fields.set_media(rec, row)
     return rec
 
 

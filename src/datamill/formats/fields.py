@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from datamill.errors import CannotExpress, RecordError
-from datamill.record import MEDIA, Message
+from datamill.record import MEDIA, Message, Record
 
 TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
 FALSE_STRINGS = {"false", "0", "no", "n", "f"}
@@ -163,3 +163,30 @@ def require_roles(messages: list[Message], allowed: set[str], fmt: str) -> None:
     bad = sorted({m.role for m in messages} - allowed)
     if bad:
         raise CannotExpress(f"{fmt} cannot hold {'/'.join(bad)} turns; use sharegpt or messages")
+
+
+def set_media(rec: Record, row: dict[str, Any]) -> None:
+    for key, value in media(row).items():
+        setattr(rec, key, value)
+
+
+def set_pair(rec: Record, row: dict[str, Any], role_key: str, content_key: str, role_map: dict[str, str]) -> None:
+    """``chosen``/``rejected`` message objects (JSON text in CSV), when the row is a preference row."""
+    if "chosen" not in row and "rejected" not in row:
+        return
+    for side in ("chosen", "rejected"):
+        if row.get(side) is None:
+            raise RecordError(f"missing required field '{side}'")
+        value = nested(row, side, dict) if isinstance(row[side], str) else row[side]
+        setattr(rec, side, one_turn(value, side, role_key, content_key, role_map))
+
+
+def conversation_only(rec: Record, fmt: str) -> None:
+    if rec.text is not None:
+        raise CannotExpress(f"{fmt} holds conversations, not pretraining text; use --to pretrain")
+
+
+def require_pair(rec: Record) -> tuple[Message, Message]:
+    if rec.chosen is None or rec.rejected is None:
+        raise CannotExpress("a preference record needs both 'chosen' and 'rejected'")
+    return rec.chosen, rec.rejected

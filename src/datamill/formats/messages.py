@@ -9,7 +9,7 @@ import contextlib
 import json
 from typing import Any
 
-from datamill.errors import CannotExpress, RecordError
+from datamill.errors import RecordError
 from datamill.formats import fields
 from datamill.formats.base import Format, Row
 from datamill.record import MEDIA, Message, Record
@@ -106,32 +106,23 @@ def to_record(row: Row) -> Record:
         raise RecordError("missing required field 'messages'")
     system, messages = parse_turns(fields.nested(row, "messages", list), "messages")
     rec = Record(messages=messages, system=system or fields.opt_str(row, "system"), tools=fields.tools(row))
-    if "chosen" in row or "rejected" in row:
-        for side in ("chosen", "rejected"):
-            if row.get(side) is None:
-                raise RecordError(f"missing required field '{side}'")
-            value = fields.nested(row, side, dict) if isinstance(row[side], str) else row[side]
-            setattr(rec, side, fields.one_turn(value, side, "role", "content", ROLE_IN))
+    fields.set_pair(rec, row, "role", "content", ROLE_IN)
     rec.label = fields.label(row, "label")
-    for key, value in fields.media(row).items():
-        setattr(rec, key, value)
+    fields.set_media(rec, row)
     return rec
 
 
 def from_record(rec: Record) -> Row:
-    if rec.text is not None:
-        raise CannotExpress("messages holds conversations, not pretraining text; use --to pretrain")
+    fields.conversation_only(rec, "messages")
     turns = to_turns(rec.messages)
     if rec.system is not None:
         turns.insert(0, {"role": "system", "content": rec.system})
     row: dict[str, Any] = {"messages": turns}
     if rec.tools is not None:
         row["tools"] = openai_tools(rec.tools)
-    if rec.chosen is not None or rec.rejected is not None:
-        if rec.chosen is None or rec.rejected is None:
-            raise CannotExpress("a preference record needs both 'chosen' and 'rejected'")
-        row["chosen"] = to_turns([rec.chosen])[0]
-        row["rejected"] = to_turns([rec.rejected])[0]
+    if rec.kind == "preference":
+        chosen, rejected = fields.require_pair(rec)
+        row["chosen"], row["rejected"] = to_turns([chosen])[0], to_turns([rejected])[0]
     if rec.label is not None:
         row["label"] = rec.label
     row.update(rec.media())

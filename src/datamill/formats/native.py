@@ -35,8 +35,7 @@ def to_record(row: Row) -> Record:
     for side in ("chosen", "rejected"):
         if row.get(side) is not None:
             setattr(rec, side, fields.one_turn(row[side], side, "role", "content", IDENTITY))
-    for key, value in fields.media(row).items():
-        setattr(rec, key, value)
+    fields.set_media(rec, row)
     meta = row.get("meta")
     if not isinstance(meta, dict):
         raise RecordError("field 'meta' must be an object")

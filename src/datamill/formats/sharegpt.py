@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamill.errors import CannotExpress, RecordError
+from datamill.errors import RecordError
 from datamill.formats import fields
 from datamill.formats.base import Format, Row
 from datamill.record import MEDIA, Message, Record
@@ -37,15 +37,9 @@ def to_record(row: Row) -> Record:
     if system is None and fields.opt_str(row, "system") is not None:
         rec.system = row["system"]
         rec.meta["system_field"] = True  # written back as a column, not as the first turn
-    if "chosen" in row or "rejected" in row:
-        for side in ("chosen", "rejected"):
-            if row.get(side) is None:
-                raise RecordError(f"missing required field '{side}'")
-            value = fields.nested(row, side, dict) if isinstance(row[side], str) else row[side]
-            setattr(rec, side, fields.one_turn(value, side, "from", "value", ROLE_IN))
+    fields.set_pair(rec, row, "from", "value", ROLE_IN)
     rec.label = fields.label(row, "kto_tag")
-    for key, value in fields.media(row).items():
-        setattr(rec, key, value)
+    fields.set_media(rec, row)
     return rec
 
 
@@ -54,8 +48,7 @@ def _turn(msg: Message) -> dict[str, str]:
 
 
 def from_record(rec: Record) -> Row:
-    if rec.text is not None:
-        raise CannotExpress("sharegpt holds conversations, not pretraining text; use --to pretrain")
+    fields.conversation_only(rec, "sharegpt")
     row: dict[str, Any] = {"conversations": [_turn(m) for m in rec.messages]}
     if rec.system is not None:
         if rec.meta.get("system_field"):
@@ -64,11 +57,9 @@ def from_record(rec: Record) -> Row:
             row["conversations"].insert(0, {"from": "system", "value": rec.system})
     if rec.tools is not None:
         row["tools"] = fields.dump_tools(rec.tools)
-    if rec.chosen is not None or rec.rejected is not None:
-        if rec.chosen is None or rec.rejected is None:
-            raise CannotExpress("a preference record needs both 'chosen' and 'rejected'")
-        row["chosen"] = _turn(rec.chosen)
-        row["rejected"] = _turn(rec.rejected)
+    if rec.kind == "preference":
+        chosen, rejected = fields.require_pair(rec)
+        row["chosen"], row["rejected"] = _turn(chosen), _turn(rejected)
     if rec.label is not None:
         row["kto_tag"] = rec.label
     row.update(rec.media())

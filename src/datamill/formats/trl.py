@@ -53,14 +53,12 @@ def to_record(row: Row) -> Record:
     else:
         rec.messages.append(_answer(row, "completion"))
         rec.label = fields.label(row, "label")
-    for key, value in fields.media(row).items():
-        setattr(rec, key, value)
+    fields.set_media(rec, row)
     return rec
 
 
 def from_record(rec: Record) -> Row:
-    if rec.text is not None:
-        raise CannotExpress("trl prompt/completion holds conversations, not pretraining text")
+    fields.conversation_only(rec, "trl")
     prompt = rec.messages if rec.kind == "preference" else rec.messages[:-1]
     if rec.kind != "preference" and (not rec.messages or rec.messages[-1].role != "assistant"):
         raise CannotExpress("trl needs the conversation to end with the assistant's completion")
@@ -69,10 +67,8 @@ def from_record(rec: Record) -> Row:
         turns.insert(0, {"role": "system", "content": rec.system})
     row: dict[str, Any] = {"prompt": turns}
     if rec.kind == "preference":
-        if rec.chosen is None or rec.rejected is None:
-            raise CannotExpress("a preference record needs both 'chosen' and 'rejected'")
-        row["chosen"] = messages.to_turns([rec.chosen])
-        row["rejected"] = messages.to_turns([rec.rejected])
+        chosen, rejected = fields.require_pair(rec)
+        row["chosen"], row["rejected"] = messages.to_turns([chosen]), messages.to_turns([rejected])
     else:
         row["completion"] = messages.to_turns(rec.messages[-1:])
         if rec.label is not None:
