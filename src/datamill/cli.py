@@ -29,6 +29,7 @@ from datamill.convert import Summary, convert
 from datamill.dataset import Quarantined, read_with_format
 from datamill.errors import DatamillError
 from datamill.inspect import inspect as inspect_file
+from datamill.llm.cli import llm_app
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
 
@@ -38,6 +39,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(llm_app, name="llm")
 out = Console()
 err = Console(stderr=True)
 
@@ -254,6 +256,8 @@ def run_cmd(
     """Run a recipe: inputs → steps → OUTDIR/data-*, dropped.jsonl, quarantine.jsonl, stats.json, lock."""
     try:
         r = recipes.load(recipe, inputs, outdir)
+        for path in r.skipped:
+            err.print(escape(f"note: optional input {path} not found; skipped"), highlight=False)
         if workers is not None:
             r.workers = workers
         if executor is not None:

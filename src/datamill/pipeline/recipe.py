@@ -97,6 +97,7 @@ class Recipe:
     output: OutputModel
     source: str
     raw: dict[str, Any] = field(default_factory=dict)  # as written, ${VAR} unexpanded: for the lock
+    skipped: list[str] = field(default_factory=list)  # optional inputs that matched nothing
 
 
 def _line_map(text: str) -> dict[tuple, int]:
@@ -190,7 +191,8 @@ def parse(
             problems.append(f"line {_line(lines, loc)}: {'.'.join(map(str, loc)) or 'recipe'}: {err['msg']}")
         raise RecipeError(str(path), problems) from None
     base = path.parent
-    files = _resolve_inputs(model, base, lines, problems)
+    skipped: list[str] = []
+    files = _resolve_inputs(model, base, lines, problems, skipped)
     steps = _resolve_steps(model, lines, problems)
     if model.output.format not in formats.FORMATS:
         problems.append(
@@ -214,10 +216,13 @@ def parse(
         output=model.output,
         source=str(path),
         raw=raw,
+        skipped=skipped,
     )
 
 
-def _resolve_inputs(model: RecipeModel, base: Path, lines: dict[tuple, int], problems: list[str]) -> list[InputFile]:
+def _resolve_inputs(
+    model: RecipeModel, base: Path, lines: dict[tuple, int], problems: list[str], skipped: list[str]
+) -> list[InputFile]:
     files: list[InputFile] = []
     for i, item in enumerate(model.inputs):
         spec = item if isinstance(item, InputModel) else InputModel(path=item)
@@ -227,7 +232,9 @@ def _resolve_inputs(model: RecipeModel, base: Path, lines: dict[tuple, int], pro
         pattern = spec.path if Path(spec.path).is_absolute() else str(base / spec.path)
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         found = [p.resolve() for m in matches for p in _expand(Path(m))]
-        if not found and not spec.optional:
+        if not found and spec.optional:
+            skipped.append(spec.path)
+        elif not found:
             problems.append(f"{where}: input '{spec.path}' matches no readable file")
         files += [InputFile(p, spec.format, spec.encoding) for p in found]
     return files
