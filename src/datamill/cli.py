@@ -29,6 +29,7 @@ from datamill.convert import Summary, convert
 from datamill.dataset import Quarantined, read_with_format
 from datamill.errors import DatamillError
 from datamill.inspect import inspect as inspect_file
+from datamill.llm.cli import llm_app
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
 
@@ -38,6 +39,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(llm_app, name="llm")
 out = Console()
 err = Console(stderr=True)
 

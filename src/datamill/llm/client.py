@@ -1,0 +1,551 @@
+"""One async client for any OpenAI-compatible endpoint (``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings``) and for the embedded local model (``backend: embedded``).
+
+What it does for every request:
+
+- bounded concurrency (``concurrency``) and a requests-per-minute / tokens-per-minute limiter;
+- timeouts; retries with exponential backoff and jitter on 429, 408, 5xx, timeouts, dropped
+  connections and unreadable bodies, honouring ``Retry-After``; a clear :class:`LLMError` after the
+  last try (other 4xx fail at once: retrying a bad request does not fix it);
+- a disk cache (:mod:`datamill.llm.cache`) so a re-run with the same inputs makes no request;
+- usage accounting (:class:`Usage`) that a caller puts into its stats.
+
+The API key is read from the environment variable *named* by ``api_key_env`` when a request is
+sent. It is never stored in the config, and every error message is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from datamill.errors import DatamillError
+
+log = logging.getLogger("datamill.llm")
+
+Messages = Sequence[dict[str, Any]] | str
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+class LLMError(DatamillError):
+    """A request failed for good (after its retries, or with a status a retry cannot fix).
+
+    ``reason`` is a short machine-friendly cause (``http 429``, ``timeout``, ``connection``,
+    ``bad body``, ``http 401`` …) a caller can use as a drop reason."""
+
+    def __init__(self, message: str, reason: str = "error", status: int | None = None, attempts: int = 1):
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+
+    def __reduce__(self):  # survives pickling across worker processes with its fields
+        return (type(self), (str(self), self.reason, self.status, self.attempts))
+
+
+class LLMConfig(BaseModel):
+    """Where and how to call a model. Unknown keys are errors (recipes stay honest)."""
+
+    # hide_input_in_errors: a key pasted into the wrong field must not be echoed by a validation error
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    backend: Literal["openai", "embedded"] = "embedded"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "gemma-3-270m"
+    api_key_env: str | None = Field(None, description="NAME of the env var that holds the key (never the key)")
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = 256
+    n: int = 1
+    seed: int | None = None
+    stop: list[str] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="extra body params (per provider)")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (no secrets)")
+    timeout: float = Field(60.0, description="seconds for one try (connect + send + whole answer)")
+    transport: Literal["auto", "fast", "httpx"] = Field(
+        "auto", description="auto: the built-in h11 transport, or httpx when a proxy is set in the environment"
+    )
+    max_retries: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    retry_after_max: float = 300.0
+    concurrency: int = 16
+    rpm: float | None = Field(None, description="requests per minute (None: unlimited)")
+    tpm: float | None = Field(None, description="tokens per minute (None: unlimited)")
+    cache: bool = True
+    cache_dir: str | None = None
+    json_schema_mode: Literal["auto", "json_schema", "json_object", "off"] = "auto"
+    price_prompt_per_1m: float | None = None
+    price_completion_per_1m: float | None = None
+    model_path: str | None = Field(None, description="embedded backend: a .gguf file (default: the shipped Gemma)")
+    n_ctx: int = 2048
+    n_threads: int | None = Field(None, description="embedded backend: CPU threads (default: half the cores)")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or not all(c.isalnum() or c == "_" for c in v)):
+            # deliberately do not echo the value: it may be a key pasted by mistake
+            raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _)")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def sampling(self) -> dict[str, Any]:
+        """The request params that change the output (and so the cache key)."""
+        out: dict[str, Any] = {}
+        for k in ("temperature", "top_p", "max_tokens", "seed", "stop"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        if self.n != 1:
+            out["n"] = self.n
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Usage:
+    """Counters a caller can put into stats.json (``usage.to_dict()``)."""
+
+    requests: int = 0  # calls made by callers (chat/complete/embed), cached or not
+    http_requests: int = 0  # tries actually sent (0 on a fully cached re-run)
+    retries: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    retry_wait_seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["total_tokens"] = self.total_tokens
+        d["cost"] = round(self.cost, 6)
+        d["retry_wait_seconds"] = round(self.retry_wait_seconds, 3)
+        return d
+
+    def add(self, other: Usage) -> None:
+        for k, v in asdict(other).items():
+            if k == "errors":
+                for e, c in v.items():
+                    self.errors[e] = self.errors.get(e, 0) + c
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class Completion:
+    texts: list[str]
+    finish_reasons: list[str | None]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    cached: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "texts": self.texts,
+            "finish_reasons": self.finish_reasons,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_cache(cls, d: dict[str, Any]) -> Completion:
+        return cls(**d, cached=True)
+
+
+class _Bucket:
+    """Token bucket: ``capacity`` units, refilled at ``capacity / 60`` per second. Waiters queue in
+    order behind one lock; an amount larger than the capacity waits for a full bucket and goes negative."""
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic):
+        self.capacity = float(per_minute)
+        self.rate = self.capacity / 60.0
+        self.level = self.capacity
+        self.clock = clock
+        self.stamp = clock()
+        self.lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    async def acquire(self, amount: float) -> None:
+        async with self.lock:
+            need = min(amount, self.capacity)
+            while True:
+                self._refill()
+                if self.level >= need:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+    def adjust(self, delta: float) -> None:
+        """Correct an estimate once the real count is known (positive: used more than estimated)."""
+        self._refill()
+        self.level -= delta
+
+
+def estimate_tokens(obj: Any) -> int:
+    """A cheap upper-ish estimate for the TPM limiter: bytes / 3 (CJK is 3 bytes a char ≈ 1 token)."""
+    if isinstance(obj, str):
+        return len(obj.encode()) // 3 + 1
+    return len(orjson.dumps(obj)) // 3 + 1
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, detail: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after
+
+
+class LLMClient:
+    """Async client. Use as ``async with LLMClient(cfg) as llm: await llm.chat("hi")``.
+
+    ``chat``/``complete``/``embed`` return results; ``chat_many`` runs many at once under the
+    concurrency bound and returns results or :class:`LLMError` objects in input order."""
+
+    def __init__(self, config: LLMConfig | None = None, *, cache: Any = None, **overrides: Any):
+        if config is None:
+            config = LLMConfig(**overrides)
+        elif overrides:
+            config = config.model_copy(update=overrides)
+        self.config = config
+        self.usage = Usage()
+        self._sem = asyncio.Semaphore(max(1, config.concurrency))
+        self._rpm = _Bucket(config.rpm) if config.rpm else None
+        self._tpm = _Bucket(config.tpm) if config.tpm else None
+        self._http: Any = None
+        self._embedded: Any = None
+        self._schema_mode: str | None = None  # learned: which response_format the endpoint accepts
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        if cache is None and config.cache:
+            from datamill.llm.cache import Cache
+
+            cache = Cache(config.cache_dir)
+        self.cache = cache if cache is not False else None  # (a Cache with no entries is falsy)
+
+    # ----------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self.cache is not None:
+            self.cache.close()
+
+    def _client(self) -> Any:
+        if self._http is None:
+            c = self.config
+            connect = min(c.timeout, 10.0)
+            from datamill.llm.transport import FastTransport, proxy_configured
+
+            if c.transport == "fast" or (c.transport == "auto" and not proxy_configured()):
+                self._http = FastTransport(c.base_url, c.timeout, connect, c.headers)
+            else:
+                import httpx
+
+                limits = httpx.Limits(max_connections=c.concurrency, max_keepalive_connections=c.concurrency)
+                self._http = _HttpxTransport(
+                    httpx.AsyncClient(
+                        timeout=httpx.Timeout(c.timeout, connect=connect), limits=limits, headers=c.headers
+                    ),
+                    c.base_url,
+                )
+        return self._http
+
+    def _redact(self, text: str) -> str:
+        key = self.config.api_key()
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
+    # ----------------------------------------------------------------- public API
+    async def chat(
+        self, messages: Messages, *, system: str | None = None, response_format: dict | None = None, **params: Any
+    ) -> Completion:
+        """One chat completion. ``messages`` is a list of ``{"role", "content"}`` or a user string;
+        ``params`` override the config's sampling params for this call (and its cache key)."""
+        msgs = normalize_messages(messages, system)
+        body = {"model": self.config.model, "messages": msgs, **self.config.sampling(), **params}
+        if response_format is not None:
+            body["response_format"] = response_format
+        return await self._generate("chat", body)
+
+    async def complete(self, prompt: str, **params: Any) -> Completion:
+        """One text completion (``/v1/completions``; base models, few-shot prompts)."""
+        body = {"model": self.config.model, "prompt": prompt, **self.config.sampling(), **params}
+        return await self._generate("completions", body)
+
+    async def embed(self, texts: Sequence[str], **params: Any) -> list[list[float]]:
+        """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (cached per text list)."""
+        body = {"model": self.config.model, "input": list(texts), **params}
+        self.usage.requests += 1
+        key = self._cache_key("embeddings", body)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            self.usage.cache_hits += 1
+            return hit["data"]
+        data = await self._with_retries("embeddings", body, estimate_tokens(body["input"]))
+        try:
+            vectors = [d["embedding"] for d in sorted(data["data"], key=lambda d: d.get("index", 0))]
+        except (KeyError, TypeError) as e:
+            self._fail_count("bad body")
+            raise LLMError(f"embeddings answer has no data[].embedding ({type(e).__name__})", "bad body") from None
+        self.usage.prompt_tokens += int((data.get("usage") or {}).get("prompt_tokens") or 0)
+        if self.cache is not None:
+            self.cache.put(key, {"data": vectors})
+        return vectors
+
+    async def chat_many(self, batch: Sequence[Messages], **params: Any) -> list[Completion | LLMError]:
+        """Run many chats concurrently (bounded by ``concurrency``); failures come back as errors."""
+
+        async def one(m: Messages) -> Completion | LLMError:
+            try:
+                return await self.chat(m, **params)
+            except LLMError as e:
+                return e
+
+        return list(await asyncio.gather(*(one(m) for m in batch)))
+
+    # ----------------------------------------------------------------- internals
+    def _cache_key(self, kind: str, body: dict[str, Any]) -> str:
+        from datamill.llm.cache import make_key
+
+        if self.config.backend == "embedded":  # a different GGUF file gives different answers
+            return make_key(kind, "embedded", {**body, "model_path": self.config.model_path or "shipped"})
+        return make_key(kind, "openai", body)
+
+    async def _generate(self, kind: str, body: dict[str, Any]) -> Completion:
+        self.usage.requests += 1
+        key = self._cache_key(kind, body) if self.cache is not None else ""
+        if key and (hit := self.cache.get(key)) is not None:
+            self.usage.cache_hits += 1
+            return Completion.from_cache(hit)
+        estimate = estimate_tokens(body.get("messages") or body.get("prompt") or "") + int(body.get("max_tokens") or 0)
+        if self.config.backend == "embedded":
+            result = await self._embedded_call(kind, body, estimate)
+        else:
+            data = await self._with_retries(kind, body, estimate)
+            result = self._parse_completion(kind, data)
+        self.usage.prompt_tokens += result.prompt_tokens
+        self.usage.completion_tokens += result.completion_tokens
+        c = self.config
+        if c.price_prompt_per_1m:
+            self.usage.cost += result.prompt_tokens * c.price_prompt_per_1m / 1e6
+        if c.price_completion_per_1m:
+            self.usage.cost += result.completion_tokens * c.price_completion_per_1m / 1e6
+        if self._tpm is not None:
+            self._tpm.adjust(result.prompt_tokens + result.completion_tokens - estimate)
+        if key:
+            self.cache.put(key, result.to_cache())
+        return result
+
+    def _parse_completion(self, kind: str, data: Any) -> Completion:
+        try:
+            choices = data["choices"]
+            if kind == "chat":
+                texts = [(ch.get("message") or {}).get("content") or "" for ch in choices]
+            else:
+                texts = [ch.get("text") or "" for ch in choices]
+            finish = [ch.get("finish_reason") for ch in choices]
+        except (KeyError, TypeError, AttributeError) as e:
+            self._fail_count("bad body")
+            raise LLMError(
+                f"{self.config.base_url}: the answer is JSON but has no choices[] ({type(e).__name__})", "bad body"
+            ) from None
+        usage = data.get("usage") or {}
+        return Completion(
+            texts=texts,
+            finish_reasons=finish,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=str(data.get("model") or self.config.model),
+        )
+
+    def _fail_count(self, reason: str) -> None:
+        self.usage.failures += 1
+        self.usage.errors[reason] = self.usage.errors.get(reason, 0) + 1
+
+    async def _limit(self, estimate: int) -> None:
+        if self._rpm is not None:
+            await self._rpm.acquire(1)
+        if self._tpm is not None:
+            await self._tpm.acquire(estimate)
+
+    async def _with_retries(self, kind: str, body: dict[str, Any], estimate: int) -> Any:
+        c = self.config
+        attempts = c.max_retries + 1
+        last: _Retryable | None = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = min(c.backoff_max, c.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if last is not None and last.retry_after is not None:
+                    delay = min(last.retry_after, c.retry_after_max)
+                self.usage.retries += 1
+                self.usage.retry_wait_seconds += delay
+                log.info("retry %d/%d in %.2fs after %s", attempt, c.max_retries, delay, last and last.reason)
+                await self._sleep(delay)
+            try:
+                async with self._sem:
+                    await self._limit(estimate)
+                    return await self._send(kind, body)
+            except _Retryable as e:
+                last = e
+        assert last is not None
+        self._fail_count(last.reason)
+        raise LLMError(
+            self._redact(f"{c.base_url}/{_PATHS[kind]} failed after {attempts} tries: {last.detail}"),
+            last.reason,
+            last.status,
+            attempts,
+        ) from None
+
+    async def _send(self, kind: str, body: dict[str, Any]) -> Any:
+        from datamill.llm.transport import TransportError, TransportTimeout
+
+        c = self.config
+        url = f"{c.base_url}/{_PATHS[kind]}"
+        headers = [("Content-Type", "application/json")]
+        key = c.api_key()
+        if key:
+            headers.append(("Authorization", f"Bearer {key}"))
+        self.usage.http_requests += 1
+        try:
+            resp = await self._client().post(_PATHS[kind], orjson.dumps(body), headers)
+        except TransportTimeout:
+            raise _Retryable("timeout", f"no answer within the {c.timeout:g}s timeout") from None
+        except TransportError as e:
+            raise _Retryable("connection", f"connection failed ({self._redact(str(e))})") from None
+        status = resp.status_code
+        if status >= 400:
+            snippet = self._redact(resp.text[:300].strip())
+            detail = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
+            if status in RETRY_STATUS or status >= 500:
+                raise _Retryable(f"http {status}", detail, status, _retry_after(resp.headers.get("retry-after")))
+            self._fail_count(f"http {status}")
+            raise LLMError(self._redact(f"{url} refused the request: {detail}"), f"http {status}", status)
+        try:
+            return orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            raise _Retryable("bad body", f"the answer is not JSON: {self._redact(resp.text[:120])!r}") from None
+
+    async def _embedded_call(self, kind: str, body: dict[str, Any], estimate: int) -> Completion:
+        from datamill.llm.embedded import EmbeddedModel
+
+        if self._embedded is None:
+            self._embedded = EmbeddedModel.shared(self.config.model_path, self.config.n_ctx, self.config.n_threads)
+        async with self._sem:
+            await self._limit(estimate)
+            self.usage.http_requests += 1
+            fn = self._embedded.chat if kind == "chat" else self._embedded.complete
+            arg = body.get("messages") if kind == "chat" else body.get("prompt")
+            params = {k: v for k, v in body.items() if k not in ("model", "messages", "prompt")}
+            try:
+                out = await asyncio.to_thread(fn, arg, **params)
+            except Exception as e:  # the model itself failed: no retry can help
+                self._fail_count("embedded")
+                raise LLMError(f"embedded model failed: {type(e).__name__}: {e}", "embedded") from None
+        return out
+
+
+_PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+
+
+class _HttpxTransport:
+    """httpx behind the same ``post``/``aclose`` interface (used when a proxy is configured)."""
+
+    def __init__(self, client: Any, base_url: str):
+        self.client = client
+        self.base_url = base_url
+
+    async def post(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> Any:
+        import httpx
+
+        from datamill.llm.transport import TransportError, TransportTimeout
+
+        try:
+            return await self.client.post(f"{self.base_url}/{path}", content=body, headers=dict(headers))
+        except httpx.TimeoutException:
+            raise TransportTimeout("timeout") from None
+        except httpx.TransportError as e:
+            raise TransportError(f"{type(e).__name__}: {e}") from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def normalize_messages(messages: Messages, system: str | None = None) -> list[dict[str, Any]]:
+    if isinstance(messages, str):
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": messages}]
+    else:
+        msgs = [dict(m) for m in messages]
+    if system is not None and not (msgs and msgs[0].get("role") == "system"):
+        msgs.insert(0, {"role": "system", "content": system})
+    return msgs
+
+
+def run_sync(coro_fn: Callable[[LLMClient], Awaitable[Any]], config: LLMConfig | None = None, **kw: Any) -> Any:
+    """Run ``coro_fn(client)`` to completion from synchronous code (operators, the CLI)."""
+
+    async def main() -> Any:
+        async with LLMClient(config, **kw) as client:
+            return await coro_fn(client)
+
+    return asyncio.run(main())
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("DATAMILL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "datamill")
+    return Path(root) / "llm"

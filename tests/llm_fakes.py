@@ -1,0 +1,119 @@
+"""A small OpenAI-compatible HTTP server on 127.0.0.1 that misbehaves on purpose (LLM-layer tests).
+
+``FakeLLM.script`` is a list of behaviours used one per request, in order; when it runs out every
+request gets ``default``. A behaviour is one of:
+
+- ``"ok"``: a valid answer (chat: ``reply`` or an echo of the last user message; completions; embeddings)
+- ``("text", s)``: a valid chat answer whose content is ``s``
+- ``("status", code, headers, body)``: that HTTP status (e.g. 429 with Retry-After, 500)
+- ``"hang"``: no answer until the server stops (past any client timeout)
+- ``"drop"``: close the connection without an answer
+- ``"badjson"``: 200 with a body that is not JSON
+- ``"nochoices"``: 200 with JSON that has no ``choices``
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        with fake.lock:
+            fake.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+            behaviour = fake.script.pop(0) if fake.script else fake.default
+        if behaviour == "hang":
+            fake.stop_event.wait(30)
+            return
+        if behaviour == "drop":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if behaviour == "badjson":
+            return self._json(200, b'{"choices": [ this is not json')
+        if behaviour == "nochoices":
+            return self._json(200, {"object": "chat.completion", "result": "?"})
+        if isinstance(behaviour, tuple) and behaviour[0] == "status":
+            _, code, headers, payload = behaviour
+            return self._json(code, payload if isinstance(payload, bytes) else {"error": {"message": payload}}, headers)
+        text = behaviour[1] if isinstance(behaviour, tuple) else None
+        if self.path.endswith("/embeddings"):
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"index": i, "embedding": [float(len(t)), 1.0, float(i)]} for i, t in enumerate(inputs)]
+            return self._json(200, {"data": data, "usage": {"prompt_tokens": len(inputs)}})
+        if self.path.endswith("/chat/completions"):
+            last = [m for m in body.get("messages", []) if m.get("role") == "user"][-1]["content"]
+            content = text if text is not None else (fake.reply if fake.reply is not None else f"echo: {last}")
+            choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        else:
+            choice = {"index": 0, "text": text or f"completion of: {body.get('prompt')}", "finish_reason": "stop"}
+        self._json(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": body.get("model"),
+                "choices": [choice] * int(body.get("n") or 1),
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            },
+        )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeLLM
+
+
+class FakeLLM:
+    def __init__(self, script: list | None = None, default: Any = "ok", reply: str | None = None):
+        self.script = list(script or [])
+        self.default = default
+        self.reply = reply
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd.fake = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def __enter__(self) -> FakeLLM:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_event.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
