@@ -1,0 +1,1 @@
+"""Deduplication building blocks: vectorized MinHash/LSH and n-gram indexes."""

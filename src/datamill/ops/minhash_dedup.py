@@ -1,0 +1,272 @@
+"""minhash_dedup: near-duplicate removal with MinHash + LSH (see docs/dedup.md).
+
+Two passes over the stream, all state on disk in the step's work directory:
+
+1. every record is spooled to ``spool.jsonl`` while its MinHash signature and LSH bucket keys are
+   computed batch-wise; bucket keys go to ``buckets-NN.bin`` partition files (key, record index),
+   signatures to ``signatures.u32`` (a memmap), ids to ``ids.txt``;
+2. each bucket partition is loaded alone, sorted, and records sharing a key are joined with a
+   vectorized union-find (optionally only when their signatures agree on ≥ threshold of the
+   hashes); one record per cluster is kept (``first``, ``longest`` or highest ``score``) and the
+   spool is re-read to yield every record in input order — kept, or ``Drop`` with
+   ``meta.near_duplicate_of`` (the kept record's id) and ``meta.near_dup_cluster``.
+
+``clusters.jsonl`` in the work directory lists every cluster: ``{"cluster", "members", "kept"}``
+(member and kept record ids); ``clusters: PATH`` also writes it there (the work directory is removed
+when a run finishes).
+
+Options: part (all | prompt | answer | text), threshold (target Jaccard, 0.8), num_perm (128),
+ngram (words per shingle, 5), char_ngram (characters per shingle for CJK text, 5), cjk_ratio,
+bands/rows (default: chosen from the threshold by minimizing the weighted false-positive and
+false-negative areas of the LSH S-curve; fp_weight), verify, keep (first | longest | score, with
+score_key naming a meta field), batch_size, partitions, hash_seed, clusters.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import shutil
+from array import array
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import orjson
+from pydantic import Field, model_validator
+
+from datamill.dedup import minhash as mh
+from datamill.ops import register
+from datamill.ops.base import Drop, Global, OpConfig
+from datamill.record import Record
+
+BUCKET = np.dtype([("key", "<u8"), ("idx", "<u8")])
+
+
+@register
+class MinHashDedup(Global):
+    """Drop near-duplicates (MinHash + LSH over word n-grams, or character n-grams for CJK text);
+    keep one record per cluster."""
+
+    name = "minhash_dedup"
+
+    class Config(OpConfig):
+        part: Literal["all", "prompt", "answer", "text"] = "all"
+        threshold: float = Field(0.8, gt=0, lt=1)  # target Jaccard similarity of the shingle sets
+        num_perm: int = Field(128, ge=8, le=1024)
+        ngram: int = Field(5, ge=1, le=64)  # words per shingle
+        char_ngram: int = Field(5, ge=1, le=64)  # characters per shingle for CJK text
+        cjk_ratio: float = Field(0.3, ge=0, le=1)  # share of CJK letters that switches to characters
+        bands: int | None = Field(None, ge=1)  # default: chosen from threshold (see docs/dedup.md)
+        rows: int | None = Field(None, ge=1)
+        # weight of false positives vs negatives when choosing bands × rows; default 0.2 with verify
+        # (candidates are checked, so the bands favour recall), 0.5 without
+        fp_weight: float | None = Field(None, ge=0, le=1)
+        verify: bool = True  # join candidates only when their signatures agree on ≥ threshold
+        keep: Literal["first", "longest", "score"] = "first"
+        score_key: str = "quality_score"  # meta key read when keep = score (higher is better)
+        batch_size: int = Field(10_000, ge=1)
+        partitions: int = Field(16, ge=1, le=4096)  # bucket files; memory ≈ records·bands·16 B / partitions
+        hash_seed: int = 1
+        clusters: str | None = None  # also write clusters.jsonl to this path
+
+        @model_validator(mode="after")
+        def _bands_rows(self):
+            if (self.bands is None) != (self.rows is None):
+                raise ValueError("give both bands and rows, or neither")
+            if self.bands is not None and self.bands * self.rows > self.num_perm:
+                raise ValueError(f"bands × rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+            return self
+
+    def __init__(self, config, context):
+        super().__init__(config, context)
+        c = self.config
+        if c.bands is not None:
+            self.bands, self.rows = c.bands, c.rows
+        else:
+            fp = c.fp_weight if c.fp_weight is not None else (0.2 if c.verify else 0.5)
+            self.bands, self.rows = mh.optimal_bands(c.threshold, c.num_perm, fp, 1 - fp)
+        self.a, self.b = mh.permutations(c.num_perm, c.hash_seed)
+        self.reason_text = f"near duplicate (minhash J≥{c.threshold:g})"
+        self.stats: dict[str, int] = {}
+
+    # ---- pass 1 --------------------------------------------------------------------------------
+    def _signature_batch(self, texts: list[str], first: int, parts, sig_file) -> None:
+        c = self.config
+        sh = mh.shingle(texts, c.ngram, c.char_ngram, c.cjk_ratio)
+        sig = mh.signatures(sh, self.a, self.b)
+        if c.verify:
+            sig_file.write(sig.tobytes())
+        valid = np.flatnonzero(sh.count > 0)
+        if not len(valid):
+            return
+        keys = mh.band_keys(sig[valid], self.bands, self.rows)
+        rec = np.empty(keys.size, BUCKET)
+        rec["key"] = keys.ravel()
+        rec["idx"] = np.repeat(valid + first, self.bands)
+        which = rec["key"] % np.uint64(len(parts))
+        for p, f in enumerate(parts):
+            sel = rec[which == p]
+            if len(sel):
+                f.write(sel.tobytes())
+
+    def _pass1(self, records: Iterable[Record], work: Path) -> tuple[int, array, array]:
+        c = self.config
+        lengths, scores = array("q"), array("d")
+        self.id_offsets = array("Q")  # where each record's id starts in ids.txt
+        parts = [open(work / f"buckets-{p:03d}.bin", "wb") for p in range(c.partitions)]  # noqa: SIM115
+        n = 0
+        try:
+            with (
+                open(work / "spool.jsonl", "wb") as spool,
+                open(work / "ids.txt", "wb") as ids,
+                open(work / "signatures.u32", "wb") as sig_file,
+            ):
+                texts: list[str] = []
+                for rec in records:
+                    spool.write(orjson.dumps(rec.to_dict()) + b"\n")
+                    self.id_offsets.append(ids.tell())
+                    ids.write(orjson.dumps(rec.id) + b"\n")
+                    text = rec.part(c.part)
+                    texts.append(text)
+                    lengths.append(len(text))
+                    if c.keep == "score":
+                        value = rec.meta.get(c.score_key)
+                        scores.append(float(value) if isinstance(value, int | float) else -math.inf)
+                    n += 1
+                    if len(texts) >= c.batch_size:
+                        self._signature_batch(texts, n - len(texts), parts, sig_file)
+                        texts = []
+                if texts:
+                    self._signature_batch(texts, n - len(texts), parts, sig_file)
+        finally:
+            for f in parts:
+                f.close()
+        return n, lengths, scores
+
+    # ---- clustering ----------------------------------------------------------------------------
+    def _cluster(self, n: int, work: Path) -> np.ndarray:
+        """Union-find roots: parent[i] is the first record of i's cluster."""
+        c = self.config
+        parent = np.arange(n, dtype=np.int64)
+        sig_file = open(work / "signatures.u32", "rb") if c.verify and n else None  # noqa: SIM115
+        sig_map = mmap.mmap(sig_file.fileno(), 0, access=mmap.ACCESS_READ) if sig_file else None
+        need = math.ceil(c.threshold * c.num_perm - 1e-9)
+        candidates = joined = 0
+        for p in range(c.partitions):
+            path = work / f"buckets-{p:03d}.bin"
+            data = np.fromfile(path, dtype=BUCKET)
+            path.unlink()
+            if not len(data):
+                continue
+            u, v = mh.bucket_edges(data["key"], data["idx"].astype(np.int64))
+            del data
+            if sig_map is not None and len(u):
+                # drop pairs already joined, then check the rest against their signatures
+                fresh = mh.find(parent, u) != mh.find(parent, v)
+                u, v = u[fresh], v[fresh]
+                candidates += len(u)
+                ok = self._verify(sig_map, n, u, v, need)
+                u, v = u[ok], v[ok]
+            else:
+                candidates += len(u)
+            joined += len(u)
+            mh.union(parent, u, v)
+        if sig_map is not None:
+            sig_map.close()
+            sig_file.close()
+        self.stats.update(candidate_pairs=int(candidates), joined_pairs=int(joined))
+        return mh.find(parent, np.arange(n, dtype=np.int64))
+
+    def _verify(self, sig_map: mmap.mmap, n: int, u: np.ndarray, v: np.ndarray, need: int) -> np.ndarray:
+        """Pairs whose signatures agree on at least ``need`` values. The signature file is mapped
+        read-only; the (clean, reclaimable) pages a block touched are unmapped after it."""
+        k = self.config.num_perm
+        ok = np.empty(len(u), bool)
+        for lo in range(0, len(u), 8192):
+            sig = np.frombuffer(sig_map, dtype=np.uint32).reshape(n, k)
+            ok[lo : lo + 8192] = (sig[u[lo : lo + 8192]] == sig[v[lo : lo + 8192]]).sum(axis=1) >= need
+            del sig
+            sig_map.madvise(mmap.MADV_DONTNEED)
+        return ok
+
+    def _choose(self, roots: np.ndarray, lengths: array, scores: array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cluster number per record or -1, kept record index per cluster, member indices)."""
+        n = len(roots)
+        sizes = np.bincount(roots, minlength=n)
+        members = np.flatnonzero(sizes[roots] > 1)
+        cluster_of = np.full(n, -1, np.int64)
+        if not len(members):
+            return cluster_of, np.zeros(0, np.int64), members
+        r = roots[members]
+        cluster_roots, number = np.unique(r, return_inverse=True)  # numbered by first member
+        cluster_of[members] = number
+        if self.config.keep == "first":
+            kept = cluster_roots
+        else:
+            if self.config.keep == "longest":
+                value = np.frombuffer(lengths, dtype=np.int64).astype(np.float64)
+            else:
+                value = np.frombuffer(scores, dtype=np.float64)
+            order = np.lexsort((members, -value[members], number))  # best, then earliest, per cluster
+            first_of = np.concatenate([[True], number[order][1:] != number[order][:-1]])
+            kept = members[order][first_of]
+        return cluster_of, kept, members
+
+    def _write_clusters(self, work: Path, cluster_of, kept, members) -> list[str]:
+        """clusters.jsonl, and the id of each cluster's kept record."""
+        offsets = np.frombuffer(self.id_offsets, dtype=np.uint64) if len(self.id_offsets) else np.zeros(0, np.uint64)
+        order = members[np.argsort(cluster_of[members], kind="stable")]  # by cluster, input order within
+        bounds = np.flatnonzero(np.diff(cluster_of[order])) + 1
+        kept_ids: list[str] = []
+        with open(work / "ids.txt", "rb") as f, open(work / "clusters.jsonl", "wb") as out:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(members) else None
+
+            def rid(i: int) -> str:
+                start = int(offsets[i])
+                return orjson.loads(mm[start : mm.find(b"\n", start)])
+
+            for number, group in enumerate(np.split(order, bounds) if len(order) else []):
+                kept_id = rid(int(kept[number]))
+                kept_ids.append(kept_id)
+                line = {"cluster": number, "members": [rid(int(i)) for i in group], "kept": kept_id}
+                out.write(orjson.dumps(line) + b"\n")
+            if mm is not None:
+                mm.close()
+        if self.config.clusters:
+            target = Path(self.config.clusters)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(work / "clusters.jsonl", tmp)
+            tmp.replace(target)
+        return kept_ids
+
+    # ---- the operator --------------------------------------------------------------------------
+    def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
+        work = self.context.workdir
+        work.mkdir(parents=True, exist_ok=True)
+        n, lengths, scores = self._pass1(records, work)
+        roots = self._cluster(n, work)
+        cluster_of, kept, members = self._choose(roots, lengths, scores)
+        del lengths, scores, roots
+        kept_ids = self._write_clusters(work, cluster_of, kept, members)
+        self.stats.update(records=n, clusters=len(kept), dropped=int(len(members) - len(kept)))
+        (work / "summary.json").write_bytes(
+            orjson.dumps({**self.stats, "bands": self.bands, "rows": self.rows, "num_perm": self.config.num_perm})
+        )
+        with open(work / "spool.jsonl", "rb") as spool:
+            for i, line in enumerate(spool):
+                rec = Record.from_dict(orjson.loads(line))
+                number = int(cluster_of[i])
+                if number < 0:
+                    yield rec
+                    continue
+                rec.meta["near_dup_cluster"] = number
+                if kept[number] == i:
+                    yield rec
+                else:
+                    rec.meta["near_duplicate_of"] = kept_ids[number]
+                    yield Drop(rec, self.reason_text)
+        for name in ("spool.jsonl", "signatures.u32", "ids.txt"):  # keep clusters.jsonl and summary.json
+            (work / name).unlink(missing_ok=True)
