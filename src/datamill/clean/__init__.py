@@ -1,0 +1,1 @@
+"""Text helpers shared by the cleaning and quality operators (no operator lives here)."""

@@ -1,0 +1,412 @@
+"""Cleaning mappers: HTML → main text, unicode repair, width, traditional ↔ simplified Chinese,
+whitespace/control characters, URL/email/citation removal, date normalization.
+
+Every mapper rewrites the same fields (each turn, the system prompt, the document text and the
+preference pair) and, when it changed something, adds its name to ``meta["cleaned"]``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+
+from datamill.ops import register
+from datamill.ops.base import Mapper, OpConfig
+from datamill.record import Message, Record
+
+Part = Literal["all", "prompt", "answer", "text"]
+
+
+class TextMapper(Mapper):
+    """Applies ``clean(str) -> str`` to the chosen part of a record."""
+
+    class Config(OpConfig):
+        part: Part = "all"
+
+    def clean(self, s: str) -> str:
+        raise NotImplementedError
+
+    def _apply(self, s: str | None, changed: list[bool]) -> str | None:
+        if not s:
+            return s
+        out = self.clean(s)
+        if out != s:
+            changed[0] = True
+        return out
+
+    def map(self, record: Record) -> Record:
+        part = self.config.part
+        changed = [False]
+        if record.text is not None:
+            if part in ("all", "text"):
+                record.text = self._apply(record.text, changed)
+        else:
+            roles = {"all": None, "prompt": ("user", "tool"), "answer": ("assistant",), "text": ()}[part]
+            record.messages = [
+                Message(m.role, self._apply(m.content, changed))
+                if (roles is None or m.role in roles) and m.role != "function"
+                else m
+                for m in record.messages
+            ]
+            if part in ("all", "prompt"):
+                record.system = self._apply(record.system, changed)
+            if part in ("all", "answer"):
+                for side in ("chosen", "rejected"):
+                    m = getattr(record, side)
+                    if m is not None:
+                        setattr(record, side, Message(m.role, self._apply(m.content, changed)))
+        if changed[0]:
+            record.meta["cleaned"] = [*record.meta.get("cleaned", []), self.name]
+        return record
+
+
+# ------------------------------------------------------------------------------------------------ HTML
+
+HTML_TAG = re.compile(
+    r"</?(?:html|head|body|div|span|p|br|hr|a|b|i|u|em|strong|script|style|iframe|table|tr|td|th|ul|ol|li|"
+    r"h[1-6]|img|meta|link|nav|footer|header|section|article|aside|font|center|noscript|form|input|button)\b"
+    r"[^<>]*>",
+    re.I,
+)
+_FENCE_OR_INLINE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.S)
+_DROP_BLOCK = re.compile(r"<(script|style|noscript|iframe|nav|footer|header|aside|form)\b.*?</\1\s*>", re.I | re.S)
+_AD_BLOCK = re.compile(
+    r"<(div|span|p|section|aside)\b[^>]*(?:class|id)\s*=\s*[\"'][^\"']*\b(?:ad|ads|advert|advertisement|banner|"
+    r"sponsor|promo|cookie|share|social|related|nav|menu|footer|sidebar)\b[^\"']*[\"'][^>]*>.*?</\1\s*>",
+    re.I | re.S,
+)
+_BLOCK_END = re.compile(r"<\s*(?:br|/p|/div|/li|/tr|/h[1-6]|hr)\b[^>]*>", re.I)
+_ANY_TAG = re.compile(r"<!--.*?-->|<[^<>]+>", re.S)
+
+
+def html_fragment_to_text(s: str) -> str:
+    """Remove HTML markup from text that is mostly not HTML (an SFT answer): scripts, styles,
+    navigation and ad blocks go with their content, other tags are dropped, entities decoded.
+    Code (fenced or inline) is left untouched, so answers about HTML keep their examples."""
+    import html
+
+    if "<" not in s or not HTML_TAG.search(s):
+        return s
+
+    def clean(chunk: str) -> str:
+        if not HTML_TAG.search(chunk):
+            return chunk
+        chunk = _DROP_BLOCK.sub("", chunk)
+        chunk = _AD_BLOCK.sub("", chunk)
+        chunk = _BLOCK_END.sub("\n", chunk)
+        chunk = _ANY_TAG.sub("", chunk)
+        chunk = html.unescape(chunk)
+        chunk = re.sub(r"[ \t]+\n", "\n", chunk)
+        return re.sub(r"\n{3,}", "\n\n", chunk)
+
+    out, last = [], 0
+    for m in _FENCE_OR_INLINE.finditer(s):
+        out += [clean(s[last : m.start()]), m.group(0)]
+        last = m.end()
+    out.append(clean(s[last:]))
+    return "".join(out).strip()
+
+
+def looks_like_page(s: str) -> bool:
+    head = s[:2000].lower()
+    return "<html" in head or "<!doctype" in head or "<body" in head or "<head" in head
+
+
+def html_page_to_text(s: str, favor: str = "precision") -> str:
+    """Main text of a whole HTML page with trafilatura (boilerplate, navigation, ads, scripts removed);
+    falls back to tag stripping when trafilatura finds no main content."""
+    import trafilatura
+
+    text = trafilatura.extract(
+        s,
+        include_comments=False,
+        include_tables=True,
+        favor_precision=favor == "precision",
+        favor_recall=favor == "recall",
+        deduplicate=True,
+    )
+    return text if text else html_fragment_to_text(s)
+
+
+ABOUT_HTML = re.compile(r"html|web ?page|website|网页|网站|标签|xml|svg|jsx|<[a-z]+", re.I)
+
+
+@register
+class HtmlToText(TextMapper):
+    """HTML pages → main text (trafilatura); HTML fragments in answers → plain text.
+
+    HTML → text. A whole page (``<html>``/``<body>``/doctype) goes through trafilatura, which keeps
+    the main content and drops navigation, ads, scripts and boilerplate; HTML fragments inside other
+    text (e.g. an SFT answer) lose their tags, scripts and ad blocks, code blocks stay as written."""
+
+    name = "html_to_text"
+
+    class Config(TextMapper.Config):
+        favor: Literal["precision", "recall", "balanced"] = "precision"
+
+    def map(self, record: Record) -> Record:
+        # an answer to a question about HTML (or a request for a web page) is HTML on purpose
+        if self.config.part in ("answer", "all") and record.text is None and ABOUT_HTML.search(record.part("prompt")):
+            return record
+        return super().map(record)
+
+    def clean(self, s: str) -> str:
+        if "<" not in s:
+            return s
+        if looks_like_page(s):
+            return html_page_to_text(s, self.config.favor)
+        return html_fragment_to_text(s)
+
+
+# --------------------------------------------------------------------------------------------- unicode
+
+# NFKC folds compatibility forms; these are the ones it would change that carry meaning in text we keep
+_NFKC_KEEP = set("…™①②③④⑤⑥⑦⑧⑨⑩¹²³⁰⁴⁵⁶⁷⁸⁹₀₁₂₃₄₅₆₇₈₉½¼¾")
+
+
+def nfkc_safe(s: str) -> str:
+    """NFKC except for characters whose folding changes meaning (superscripts, circled numbers,
+    fractions, ellipsis, ™): x² stays x², not x2."""
+    if s.isascii():
+        return s
+    if not any(ch in _NFKC_KEEP for ch in s):
+        return unicodedata.normalize("NFKC", s)
+    return "".join(ch if ch in _NFKC_KEEP else unicodedata.normalize("NFKC", ch) for ch in s)
+
+
+@register
+class FixUnicode(TextMapper):
+    """Repair mojibake with ftfy and apply NFKC where it is safe.
+
+    Repair mojibake and broken unicode with ftfy ("â€™" → "’", "Ã©" → "é", HTML entities left alone),
+    then NFKC normalization where it is safe (``nfkc: true``): full-width letters and digits become
+    ASCII, compatibility ligatures split; superscripts, circled numbers and fractions are kept.
+    Chinese punctuation is not touched by ftfy; NFKC turns full-width ，：；！？ into ASCII, so
+    ``nfkc`` keeps CJK punctuation full-width (``keep_cjk_punct``)."""
+
+    name = "fix_unicode"
+
+    class Config(TextMapper.Config):
+        nfkc: bool = True
+        keep_cjk_punct: bool = True
+
+    def clean(self, s: str) -> str:
+        import ftfy
+
+        if not s.isascii():
+            s = ftfy.fix_text(
+                s, unescape_html=False, normalization="NFC", uncurl_quotes=False, fix_character_width=False
+            )
+        if self.config.nfkc and not s.isascii():
+            s = _NOT_CJK_PUNCT.sub(lambda m: nfkc_safe(m.group(0)), s) if self.config.keep_cjk_punct else nfkc_safe(s)
+        return s
+
+
+_NOT_CJK_PUNCT = re.compile("[^，。：；！？（）【】「」『』《》、～￥]+")
+
+
+# ------------------------------------------------------------------------------------------------ width
+
+_FULL = {i: i - 0xFEE0 for i in range(0xFF01, 0xFF5F)}
+_FULL[0x3000] = 0x20
+_HALF = {v: k for k, v in _FULL.items() if k != 0x3000}
+
+
+@register
+class NormalizeWidth(TextMapper):
+    """Full-width ↔ half-width letters, digits and punctuation.
+
+    Full-width ↔ half-width. ``to: half`` turns Ａ１！ into A1! (``keep_cjk_punct`` keeps ，。：；！？（）
+    full-width when they follow a CJK character, as Chinese typesetting wants); ``to: full`` the reverse
+    for ASCII letters, digits and punctuation."""
+
+    name = "normalize_width"
+
+    class Config(TextMapper.Config):
+        to: Literal["half", "full"] = "half"
+        keep_cjk_punct: bool = True
+
+    def clean(self, s: str) -> str:
+        if self.config.to == "full":
+            return s.translate(_HALF)
+        if not self.config.keep_cjk_punct:
+            return s.translate(_FULL)
+        out = []
+        for i, ch in enumerate(s):
+            near = s[max(0, i - 1) : i] + s[i + 1 : i + 2]
+            if ch in "，。：；！？（）" and re.search(r"[\u3400-\u9fff，。：；！？（）「」『』《》、]", near):
+                out.append(ch)
+            else:
+                out.append(ch.translate(_FULL))
+        return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- OpenCC
+
+
+@register
+class ConvertChinese(TextMapper):
+    """Traditional ↔ simplified Chinese with OpenCC (t2s, s2t, tw2sp …).
+
+    Traditional ↔ simplified Chinese with OpenCC: ``config`` is an OpenCC conversion such as ``t2s``
+    (traditional → simplified), ``s2t``, ``tw2sp`` (Taiwan → mainland, with phrases: 軟體 → 软件),
+    ``s2twp``, ``hk2s``, ``s2hk``."""
+
+    name = "convert_chinese"
+
+    class Config(TextMapper.Config):
+        config: Literal["t2s", "s2t", "tw2s", "tw2sp", "s2tw", "s2twp", "hk2s", "s2hk", "t2tw", "t2hk"] = "t2s"
+
+    _converter = None
+
+    def clean(self, s: str) -> str:
+        if not re.search(r"[\u3400-\u9fff]", s):
+            return s
+        if self._converter is None:
+            import opencc
+
+            self._converter = opencc.OpenCC(self.config.config)
+        return self._converter.convert(s)
+
+
+# ----------------------------------------------------------------------------------------- whitespace
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+
+
+def normalize_whitespace(s: str, keep_indent: bool = True) -> str:
+    s = s.replace("\r\n", "\n").replace("\r", "\n")
+    s = _CONTROL.sub("", s)
+    lines = []
+    in_code = False
+    for line in s.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        if in_code:
+            lines.append(line.rstrip())
+            continue
+        indent = re.match(r"[ \t]*", line).group(0) if keep_indent else ""
+        lines.append(indent + _SPACES.sub(" ", line[len(indent) :]).rstrip())
+    out = "\n".join(lines)
+    out = re.sub(r"\n{3,}", "\n\n", out)
+    return out.strip()
+
+
+@register
+class NormalizeWhitespace(TextMapper):
+    """Remove control/zero-width characters and normalize spaces and blank lines.
+
+    Remove control and zero-width characters, turn exotic spaces (NBSP, ideographic space …) into one
+    space, strip trailing spaces, collapse 3+ blank lines to one, strip the ends; line indentation and
+    code blocks are kept."""
+
+    name = "normalize_whitespace"
+
+    def clean(self, s: str) -> str:
+        return normalize_whitespace(s)
+
+
+# ----------------------------------------------------------------------------------- URLs, emails, refs
+
+URL = re.compile(r"(?<![A-Za-z0-9])(?:https?://|ftp://|www\.)[^\s<>\"'）)\]】，。]+", re.I)
+EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+CITATION = re.compile(r"\[(?:\d+(?:[,–-]\s*\d+)*|citation needed|编辑|來源請求|来源请求)\]|\[\^?\d+\]")
+
+
+@register
+class RemoveUrls(TextMapper):
+    """Remove URLs, email addresses and citation markers.
+
+    Remove URLs, email addresses and citation markers ([1], [2-4], [citation needed], [编辑]) — each
+    switch on by default; set one false to keep that kind."""
+
+    name = "remove_urls"
+
+    class Config(TextMapper.Config):
+        urls: bool = True
+        emails: bool = True
+        citations: bool = True
+
+    def clean(self, s: str) -> str:
+        c = self.config
+        n = 0
+        if c.emails and "@" in s:
+            s, k = EMAIL.subn("\x00", s)
+            n += k
+        if c.urls:
+            s, k = URL.subn("\x00", s)
+            n += k
+        if c.citations and "[" in s:
+            s, k = CITATION.subn("\x00", s)
+            n += k
+        if not n:
+            return s
+        # tidy only around what was removed: "see \x00 now" → "see now", "mail \x00." → "mail."
+        s = re.sub(r"^\x00[ \t]*", "", s, flags=re.M)
+        return re.sub(r"[ \t]*\x00(?:[ \t]*\x00)*", "", s)
+
+
+# ---------------------------------------------------------------------------------------------- dates
+
+MONTHS = {
+    m: i + 1
+    for i, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ]
+    )
+    for m in names
+}
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+ZH_DATE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
+EN_DATE_MDY = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+EN_DATE_DMY = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH})\.?,?\s+(\d{{4}})\b", re.I)
+ZH_DIGITS = dict(zip("〇零一二三四五六七八九", [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9], strict=True))
+NUM_COMMAS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])")
+
+
+def _iso(y: str | int, m: int, d: str | int) -> str | None:
+    y, d = int(y), int(d)
+    if 1 <= m <= 12 and 1 <= d <= 31:
+        return f"{y:04d}-{m:02d}-{d:02d}"
+    return None
+
+
+def normalize_dates(s: str) -> str:
+    s = ZH_DATE.sub(lambda m: _iso(m.group(1), int(m.group(2)), m.group(3)) or m.group(0), s)
+    s = EN_DATE_MDY.sub(lambda m: _iso(m.group(3), MONTHS[m.group(1).lower()], m.group(2)) or m.group(0), s)
+    s = EN_DATE_DMY.sub(lambda m: _iso(m.group(3), MONTHS[m.group(2).lower()], m.group(1)) or m.group(0), s)
+    return s
+
+
+@register
+class NormalizeDates(TextMapper):
+    """Rewrite zh/en dates as ISO 8601 (2024年3月5日, March 5, 2024 → 2024-03-05).
+
+    Rewrite full dates as ISO 8601: "2024年3月5日" / "2024年3月5号", "March 5, 2024", "Mar. 5th 2024",
+    "5 March 2024" → "2024-03-05"; ``numbers: true`` also drops thousands separators (1,234,567 → 1234567).
+    Partial dates (no year, or no day) are left alone."""
+
+    name = "normalize_dates"
+
+    class Config(TextMapper.Config):
+        numbers: bool = False
+
+    def clean(self, s: str) -> str:
+        s = normalize_dates(s)
+        if self.config.numbers:
+            s = NUM_COMMAS.sub(lambda m: m.group(0).replace(",", ""), s)
+        return s
