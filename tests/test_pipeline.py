@@ -294,3 +294,20 @@ def test_ray_executor_gives_the_same_output_as_local(tmp_path, mixed_input):
     )
     assert runner.result.stats["balanced"]
     assert _outputs(on_ray) == _outputs(local)
+
+
+def test_operator_counters_reach_stats_json(tmp_path):
+    """mask_pii counts what it masked; the runner sums it per step into stats.json."""
+    rows = [
+        {"instruction": "联系我", "input": "", "output": "请发邮件到 zhang.san@example.com 或拨打 13812345678"},
+        {"instruction": "Contact", "input": "", "output": "Mail bob@example.org, then mail bob@example.org again."},
+        {"instruction": "nothing", "input": "", "output": "No personal data here at all."},
+    ]
+    src = tmp_path / "pii.jsonl"
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    body = {"inputs": [str(src)], "steps": [{"op": "mask_pii"}], "output": {"path": str(tmp_path / "o")}}
+    st = run(write_recipe(tmp_path, body)).result.stats
+    counters = st["steps"][0]["counters"]
+    assert counters.get("masked email") == 3 and counters.get("masked phone") == 1
+    data = (tmp_path / "o" / "data-00000.jsonl").read_text(encoding="utf-8")
+    assert "example.com" not in data and "13812345678" not in data and "<EMAIL>" in data

@@ -321,6 +321,10 @@ def _print_funnel(result: RunResult) -> None:
             f"{step['seconds']:.2f}",
         )
     out.print(table)
+    for step in st["steps"]:
+        if step.get("counters"):
+            counted = ", ".join(f"{n:,} {name}" for name, n in sorted(step["counters"].items()))
+            out.print(escape(f"step {step['step']} {step['op']}: {counted}"), highlight=False)
     if result.resumed_chunks:
         out.print(f"resumed: {result.resumed_chunks} chunk(s) were already done")
     status = "[green]ok[/]" if st["balanced"] else "[red]MISMATCH[/]"

@@ -12,6 +12,7 @@ Mappers and filters run in worker processes on chunks of records; globals run on
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,13 @@ class Op:
     def __init__(self, config: OpConfig, context: OpContext):
         self.config = config
         self.context = context
+        self.counters: Counter[str] = Counter()  # e.g. PII masked by kind; summed per step into stats.json
+
+    def take_counters(self) -> dict[str, int]:
+        """What the op counted since the last call (the runner collects it per chunk)."""
+        out = dict(self.counters)
+        self.counters.clear()
+        return out
 
 
 class Mapper(Op):

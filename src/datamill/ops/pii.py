@@ -151,6 +151,7 @@ class MaskPii(Mapper):
                     if m is not None:
                         setattr(record, side, Message(m.role, self._mask(m.content, counts)))
         if counts:
+            self.counters.update({f"masked {kind}": n for kind, n in counts.items()})
             pii = dict(record.meta.get("pii", {}))
             for k, v in counts.items():
                 pii[k] = pii.get(k, 0) + v

@@ -168,6 +168,7 @@ def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> t
         "out": len(out),
         "dropped": dict(reasons),
         "seconds": time.perf_counter() - start,
+        "counters": op.take_counters(),
     }
     return out, stats
 

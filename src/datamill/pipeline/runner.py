@@ -303,6 +303,7 @@ class Runner:
             "out": n_out,
             "dropped": dict(reasons),
             "seconds": seconds,
+            "counters": op.take_counters(),
         }
         if counter["in"] != n_out + sum(reasons.values()):
             raise DatamillError(f"step {step.index} ({step.op}) lost records: {summary}")
@@ -395,13 +396,23 @@ class Runner:
                 for st in chunk["steps"]:
                     acc = steps.setdefault(
                         st["step"],
-                        {"step": st["step"], "op": st["op"], "in": 0, "out": 0, "dropped": {}, "seconds": 0.0},
+                        {
+                            "step": st["step"],
+                            "op": st["op"],
+                            "in": 0,
+                            "out": 0,
+                            "dropped": {},
+                            "seconds": 0.0,
+                            "counters": {},
+                        },
                     )
                     acc["in"] += st["in"]
                     acc["out"] += st["out"]
                     acc["seconds"] += st["seconds"]
                     for reason, n in st["dropped"].items():
                         acc["dropped"][reason] = acc["dropped"].get(reason, 0) + n
+                    for name, n in st.get("counters", {}).items():
+                        acc["counters"][name] = acc["counters"].get(name, 0) + n
         kept_before_output = sum(s["kept"] for s in self._stage_stats(self.stages[-1]))
         output_step = {
             "step": len(self.recipe.steps),
@@ -410,6 +421,7 @@ class Runner:
             "out": kept_before_output - sum(output_drops.values()),
             "dropped": dict(output_drops),
             "seconds": 0.0,
+            "counters": {},
         }
         ordered = [steps[i] for i in sorted(steps)] + [output_step]
         dropped = sum(sum(s["dropped"].values()) for s in ordered)
