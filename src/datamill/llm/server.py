@@ -134,7 +134,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.server.embedder is None:
-            raise _BadRequest("no embedding model here: install 'datamill[embed]' and start with --embeddings")
+            raise _BadRequest("no embedding model here: install 'datamill[llm]' and start with --embeddings")
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else texts
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
