@@ -255,18 +255,27 @@ class MinHashDedup(Global):
         (work / "summary.json").write_bytes(
             orjson.dumps({**self.stats, "bands": self.bands, "rows": self.rows, "num_perm": self.config.num_perm})
         )
-        with open(work / "spool.jsonl", "rb") as spool:
-            for i, line in enumerate(spool):
-                rec = Record.from_dict(orjson.loads(line))
-                number = int(cluster_of[i])
-                if number < 0:
-                    yield rec
-                    continue
-                rec.meta["near_dup_cluster"] = number
-                if kept[number] == i:
-                    yield rec
-                else:
-                    rec.meta["near_duplicate_of"] = kept_ids[number]
-                    yield Drop(rec, self.reason_text)
+        yield from emit_clustered(
+            work, cluster_of, kept, kept_ids, "near_dup_cluster", "near_duplicate_of", self.reason_text
+        )
         for name in ("spool.jsonl", "signatures.u32", "ids.txt"):  # keep clusters.jsonl and summary.json
             (work / name).unlink(missing_ok=True)
+
+
+def emit_clustered(work, cluster_of, kept, kept_ids, cluster_key: str, dup_key: str, reason: str):
+    """Pass 2 of a clustering dedup: re-read the spool and yield every record once, in input order —
+    the kept member of each cluster (and unclustered records) as records, the others as ``Drop``
+    with the cluster number and the kept record's id in meta."""
+    with open(work / "spool.jsonl", "rb") as spool:
+        for i, line in enumerate(spool):
+            rec = Record.from_dict(orjson.loads(line))
+            number = int(cluster_of[i])
+            if number < 0:
+                yield rec
+                continue
+            rec.meta[cluster_key] = number
+            if kept[number] == i:
+                yield rec
+            else:
+                rec.meta[dup_key] = kept_ids[number]
+                yield Drop(rec, reason)

@@ -34,7 +34,7 @@ from datamill.errors import DatamillError
 from datamill.llm.embeddings import EmbedConfig, get_embedder
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
-from datamill.ops.minhash_dedup import MinHashDedup
+from datamill.ops.minhash_dedup import MinHashDedup, emit_clustered
 from datamill.record import Record
 
 EXACT_UP_TO = 20_000  # index: auto uses exact matrix products up to this many vectors, usearch above
@@ -207,18 +207,8 @@ class SemanticDedup(Global):
         self.stats.update(dropped=int(len(members) - len(kept)))
         summary = {**self.stats, "threshold": self.config.threshold, "model": getattr(self.embedder, "name", None)}
         (work / "summary.json").write_bytes(orjson.dumps(summary))
-        with open(work / "spool.jsonl", "rb") as spool:
-            for i, line in enumerate(spool):
-                rec = Record.from_dict(orjson.loads(line))
-                number = int(cluster_of[i])
-                if number < 0:
-                    yield rec
-                    continue
-                rec.meta["semantic_dup_cluster"] = number
-                if kept[number] == i:
-                    yield rec
-                else:
-                    rec.meta["semantic_duplicate_of"] = kept_ids[number]
-                    yield Drop(rec, self.reason_text)
+        yield from emit_clustered(
+            work, cluster_of, kept, kept_ids, "semantic_dup_cluster", "semantic_duplicate_of", self.reason_text
+        )
         for name in ("spool.jsonl", "embeddings.f32", "ids.txt"):  # keep clusters.jsonl and summary.json
             (work / name).unlink(missing_ok=True)
