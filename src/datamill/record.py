@@ -12,6 +12,7 @@ assistant; content is JSON ``{"name", "arguments"}`` or a list of them) and ``to
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,13 @@ import orjson
 ROLES = ("user", "assistant", "function", "tool")
 MEDIA = ("images", "videos", "audios")
 PLACEHOLDERS = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
+# message roles each part covers for Record.rewrite (None: every role)
+REWRITE_ROLES: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    "prompt": ("user", "tool"),
+    "answer": ("assistant",),
+    "text": (),
+}
 
 
 @dataclass(slots=True)
@@ -74,6 +82,29 @@ class Record:
         else:
             pieces = []
         return "\n".join(pieces)
+
+    def rewrite(self, part: str, fn: Callable[[str], str], skip_roles: tuple[str, ...] = ()) -> None:
+        """Replace, in place, every non-empty string of one part by ``fn(string)``: ``text`` (the
+        document), ``prompt`` (system + user/tool turns), ``answer`` (assistant turns and the
+        preference pair) or ``all``. Turns whose role is in ``skip_roles`` are left alone."""
+        if self.text is not None:
+            if part in ("all", "text") and self.text:
+                self.text = fn(self.text)
+            return
+        roles = REWRITE_ROLES[part]
+        self.messages = [
+            Message(m.role, fn(m.content))
+            if m.content and (roles is None or m.role in roles) and m.role not in skip_roles
+            else m
+            for m in self.messages
+        ]
+        if part in ("all", "prompt") and self.system:
+            self.system = fn(self.system)
+        if part in ("all", "answer"):
+            for side in ("chosen", "rejected"):
+                m = getattr(self, side)
+                if m is not None and m.content:
+                    setattr(self, side, Message(m.role, fn(m.content)))
 
     def media(self) -> dict[str, list[str]]:
         return {m: getattr(self, m) for m in MEDIA if getattr(self, m)}

@@ -13,7 +13,7 @@ from typing import Literal
 
 from datamill.ops import register
 from datamill.ops.base import Mapper, OpConfig
-from datamill.record import Message, Record
+from datamill.record import Record
 
 Part = Literal["all", "prompt", "answer", "text"]
 
@@ -27,35 +27,15 @@ class TextMapper(Mapper):
     def clean(self, s: str) -> str:
         raise NotImplementedError
 
-    def _apply(self, s: str | None, changed: list[bool]) -> str | None:
-        if not s:
-            return s
-        out = self.clean(s)
-        if out != s:
-            changed[0] = True
-        return out
-
     def map(self, record: Record) -> Record:
-        part = self.config.part
         changed = [False]
-        if record.text is not None:
-            if part in ("all", "text"):
-                record.text = self._apply(record.text, changed)
-        else:
-            roles = {"all": None, "prompt": ("user", "tool"), "answer": ("assistant",), "text": ()}[part]
-            record.messages = [
-                Message(m.role, self._apply(m.content, changed))
-                if (roles is None or m.role in roles) and m.role != "function"
-                else m
-                for m in record.messages
-            ]
-            if part in ("all", "prompt"):
-                record.system = self._apply(record.system, changed)
-            if part in ("all", "answer"):
-                for side in ("chosen", "rejected"):
-                    m = getattr(record, side)
-                    if m is not None:
-                        setattr(record, side, Message(m.role, self._apply(m.content, changed)))
+
+        def apply(s: str) -> str:
+            out = self.clean(s)
+            changed[0] = changed[0] or out != s
+            return out
+
+        record.rewrite(self.config.part, apply, skip_roles=("function",))  # tool-call JSON is not prose
         if changed[0]:
             record.meta["cleaned"] = [*record.meta.get("cleaned", []), self.name]
         return record

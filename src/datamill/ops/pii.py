@@ -17,7 +17,7 @@ from typing import Literal
 
 from datamill.ops import register
 from datamill.ops.base import Mapper, OpConfig
-from datamill.record import Message, Record
+from datamill.record import Record
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 ID_CARD = re.compile(
@@ -128,28 +128,10 @@ class MaskPii(Mapper):
         part: Literal["all", "prompt", "answer", "text"] = "all"
         kinds: list[Literal["email", "phone", "id_card", "bank_card", "ip"]] = list(KINDS)
 
-    def _mask(self, s: str | None, counts: Counter[str]) -> str | None:
-        return mask(s, tuple(self.config.kinds), counts) if s else s
-
     def map(self, record: Record) -> Record:
         counts: Counter[str] = Counter()
-        part = self.config.part
-        if record.text is not None:
-            if part in ("all", "text"):
-                record.text = self._mask(record.text, counts)
-        else:
-            roles = {"all": None, "prompt": ("user", "tool"), "answer": ("assistant",), "text": ()}[part]
-            record.messages = [
-                Message(m.role, self._mask(m.content, counts)) if roles is None or m.role in roles else m
-                for m in record.messages
-            ]
-            if part in ("all", "prompt"):
-                record.system = self._mask(record.system, counts)
-            if part in ("all", "answer"):
-                for side in ("chosen", "rejected"):
-                    m = getattr(record, side)
-                    if m is not None:
-                        setattr(record, side, Message(m.role, self._mask(m.content, counts)))
+        kinds = tuple(self.config.kinds)
+        record.rewrite(self.config.part, lambda s: mask(s, kinds, counts))
         if counts:
             self.counters.update({f"masked {kind}": n for kind, n in counts.items()})
             pii = dict(record.meta.get("pii", {}))
