@@ -3,7 +3,8 @@
 ``FakeLLM.script`` is a list of behaviours used one per request, in order; when it runs out every
 request gets ``default``. A behaviour is one of:
 
-- ``"ok"``: a valid answer (chat: ``reply`` or an echo of the last user message; completions; embeddings)
+- ``"ok"``: a valid answer (chat: ``reply`` — a string, or a function of the request body that returns
+  one — or an echo of the last user message; completions; embeddings)
 - ``("text", s)``: a valid chat answer whose content is ``s``
 - ``("status", code, headers, body)``: that HTTP status (e.g. 429 with Retry-After, 500)
 - ``"hang"``: no answer until the server stops (past any client timeout)
@@ -65,7 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"data": data, "usage": {"prompt_tokens": len(inputs)}})
         if self.path.endswith("/chat/completions"):
             last = [m for m in body.get("messages", []) if m.get("role") == "user"][-1]["content"]
-            content = text if text is not None else (fake.reply if fake.reply is not None else f"echo: {last}")
+            reply = fake.reply(body) if callable(fake.reply) else fake.reply
+            content = text if text is not None else (reply if reply is not None else f"echo: {last}")
             choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
         else:
             choice = {"index": 0, "text": text or f"completion of: {body.get('prompt')}", "finish_reason": "stop"}
@@ -88,7 +90,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeLLM:
-    def __init__(self, script: list | None = None, default: Any = "ok", reply: str | None = None):
+    def __init__(self, script: list | None = None, default: Any = "ok", reply: Any = None):
         self.script = list(script or [])
         self.default = default
         self.reply = reply

@@ -87,6 +87,19 @@ def test_exact_dedup_normalizes_and_keeps_the_first(tmp_path):
     assert sum(isinstance(x, Record) for x in strict) == 4
 
 
+def test_exact_dedup_keep_best_by_length_or_score(tmp_path):
+    recs = [sft("Same question", "short"), sft("other", "x"), sft("same  question", "a much longer answer")]
+    recs += [sft("SAME QUESTION", "mid answer")]
+    for r, score in zip(recs, (2, 9, 1, 5), strict=True):
+        r.meta["quality"] = {"score": score}
+    for keep, winner in (("longest", 2), ("score", 3)):
+        out = list(make("exact_dedup", tmp_path, part="prompt", keep=keep, score_key="quality.score").run(recs))
+        assert [getattr(x, "record", x).id for x in out] == [r.id for r in recs]  # each once, input order
+        kept = [x.id for x in out if isinstance(x, Record)]
+        assert kept == sorted([recs[1].id, recs[winner].id], key=[r.id for r in recs].index)
+        assert {x.record.meta["duplicate_of"] for x in out if isinstance(x, Drop)} == {recs[winner].id}
+
+
 def test_exact_dedup_on_demo_data_finds_the_known_duplicates(tmp_path):
     recs = demo("alpaca_en_demo.json") + demo("alpaca_en_demo.json")[:100]
     out = list(make("exact_dedup", tmp_path, part="all").run(recs))

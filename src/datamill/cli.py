@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -301,11 +302,12 @@ def _print_funnel(result: RunResult) -> None:
             f"[green]up to date[/]: {escape(str(result.outdir))} already holds this recipe's output "
             "(same recipe, inputs and versions); nothing to do"
         )
-    table = Table("step", "op", "in", "out", "dropped", "seconds", title="funnel")
+    table = Table("step", "op", "in", "generated", "out", "dropped", "seconds", title="funnel")
     table.add_row(
         "",
         "input",
         f"{st['input']:,}",
+        "",
         f"{st['input'] - st['quarantined']:,}",
         escape(f"{st['quarantined']:,} quarantined"),
         "",
@@ -316,6 +318,7 @@ def _print_funnel(result: RunResult) -> None:
             str(step["step"]),
             step["op"],
             f"{step['in']:,}",
+            f"{step.get('generated', 0):,}" if step.get("generated") else "",
             f"{step['out']:,}",
             escape(reasons),
             f"{step['seconds']:.2f}",
@@ -354,7 +357,9 @@ def ops_cmd(name: Annotated[str | None, typer.Argument(help="Show one operator i
     out.print(escape((module_doc or (cls.__doc__ or "").strip()).replace("``", "")))
     table = Table("option", "type", "default", "constraints")
     for opt, info in cls.Config.model_fields.items():
-        default = "required" if info.is_required() else json.dumps(info.get_default(), ensure_ascii=False)
+        value = info.default_factory() if info.default_factory else info.get_default()
+        value = value.model_dump(exclude_defaults=True) if isinstance(value, BaseModel) else value
+        default = "required" if info.is_required() else json.dumps(value, ensure_ascii=False)
         constraints = ", ".join(str(m) for m in info.metadata)
         table.add_row(opt, escape(_type_name(info.annotation)), escape(default), escape(constraints))
     out.print(table)

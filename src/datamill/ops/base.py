@@ -5,9 +5,12 @@ options are errors) and one method:
 - ``Filter.reason(record) -> str | None`` — None keeps the record, a string drops it with that reason
 - ``Global.run(records) -> iterator of records and Drop`` — sees the whole stream in order and
   keeps its state on disk under ``context.workdir`` (dedup, shuffle, limit …)
-- ``Generator`` — calls an LLM (added by the LLM-layer issue)
+- ``Generator.agenerate(record, llm) -> [records and Drop]`` — one record in, any number out; calls an
+  LLM (or not: ``uses_llm = False``) with many records of a chunk in flight at once
 
-Mappers and filters run in worker processes on chunks of records; globals run once over the stream.
+Mappers, filters and generators run in worker processes on chunks of records; globals run once over the
+stream. A record an op *makes* (not one it was given) counts as generated, so every step balances as
+``in + generated == out + dropped``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from datamill.llm.client import LLMClient, LLMConfig, Usage
 from datamill.record import Record
 
 
@@ -42,6 +46,14 @@ class Drop:
     reason: str
 
 
+@dataclass(slots=True)
+class Generated:
+    """Yielded by a global op for a record it made (not one it was given); wrap a ``Drop`` to reject a
+    made candidate with a reason (it then counts as generated and dropped)."""
+
+    record: Record | Drop
+
+
 class Op:
     name: ClassVar[str]
     kind: ClassVar[str]
@@ -51,6 +63,12 @@ class Op:
         self.config = config
         self.context = context
         self.counters: Counter[str] = Counter()  # e.g. PII masked by kind; summed per step into stats.json
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count an LLM client's requests and tokens under this step (``llm_*`` in stats.json)."""
+        for key, value in usage.to_dict().items():
+            if isinstance(value, int | float) and value:
+                self.counters[f"llm_{key}"] += value
 
     def take_counters(self) -> dict[str, int]:
         """What the op counted since the last call (the runner collects it per chunk)."""
@@ -77,4 +95,21 @@ class Global(Op):
     kind = "global"
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
+        raise NotImplementedError
+
+
+class GeneratorConfig(OpConfig):
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="the model to call (default: embedded Gemma)")
+
+
+class Generator(Op):
+    """One record in, any number out. ``agenerate`` returns what became of the record: the record itself
+    (kept, maybe annotated), new records (generated) and ``Drop`` entries (the input, or a rejected
+    candidate). The input must come back as itself or inside a ``Drop``."""
+
+    kind = "generator"
+    Config: ClassVar[type[OpConfig]] = GeneratorConfig
+    uses_llm: ClassVar[bool] = True  # False: ``llm`` is None (pure 1 -> N expansion)
+
+    async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
         raise NotImplementedError

@@ -1,15 +1,19 @@
-"""exact_dedup: drop records whose normalized text was already seen (the first one is kept).
-The seen-hashes live in SQLite in the step's work directory, not in RAM, so it scales past memory."""
+"""exact_dedup: drop records whose normalized text was already seen. ``keep: first`` streams in one
+pass; ``longest`` / ``score`` (best record of each group) spool the stream and read it twice. The
+hashes live in SQLite in the step's work directory, not in RAM, so it scales past memory."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sqlite3
 import string
 import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Literal
+
+import orjson
 
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
@@ -33,7 +37,7 @@ def normalize(text: str, lowercase: bool, whitespace: bool, punctuation: bool, w
 
 @register
 class ExactDedup(Global):
-    """Keep the first record of each group whose ``part`` is identical after normalization."""
+    """Keep one record (first, longest or best-scored) of each group whose text is identical after normalization."""
 
     name = "exact_dedup"
 
@@ -43,11 +47,21 @@ class ExactDedup(Global):
         whitespace: bool = True
         punctuation: bool = False
         width: bool = True
+        keep: Literal["first", "longest", "score"] = "first"
+        score_key: str = "quality_score"  # meta key read when keep = score (higher is better; dotted path ok)
 
     def key(self, record: Record) -> bytes:
         c = self.config
         text = normalize(record.part(c.part), c.lowercase, c.whitespace, c.punctuation, c.width)
         return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def _value(self, rec: Record) -> float:
+        if self.config.keep == "longest":
+            return float(len(rec.part(self.config.part)))
+        value: object = rec.meta
+        for key in self.config.score_key.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -math.inf
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
         self.context.workdir.mkdir(parents=True, exist_ok=True)
@@ -56,15 +70,44 @@ class ExactDedup(Global):
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("DROP TABLE IF EXISTS seen")
-            db.execute("CREATE TABLE seen (h BLOB PRIMARY KEY, id TEXT) WITHOUT ROWID")
-            for rec in records:
-                h = self.key(rec)
-                cur = db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (h, rec.id))
-                if cur.rowcount:
-                    yield rec
-                else:
-                    (first,) = db.execute("SELECT id FROM seen WHERE h = ?", (h,)).fetchone()
-                    rec.meta["duplicate_of"] = first
-                    yield Drop(rec, f"exact duplicate ({self.config.part})")
+            db.execute("CREATE TABLE seen (h BLOB PRIMARY KEY, id TEXT, i INTEGER, v REAL) WITHOUT ROWID")
+            if self.config.keep == "first":
+                yield from self._keep_first(db, records)
+            else:
+                yield from self._keep_best(db, records)
         finally:
             db.close()
+
+    def _drop(self, rec: Record, kept_id: str) -> Drop:
+        rec.meta["duplicate_of"] = kept_id
+        return Drop(rec, f"exact duplicate ({self.config.part})")
+
+    def _keep_first(self, db: sqlite3.Connection, records: Iterable[Record]) -> Iterator[Record | Drop]:
+        for rec in records:
+            h = self.key(rec)
+            cur = db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, 0, 0)", (h, rec.id))
+            if cur.rowcount:
+                yield rec
+            else:
+                (first,) = db.execute("SELECT id FROM seen WHERE h = ?", (h,)).fetchone()
+                yield self._drop(rec, first)
+
+    def _keep_best(self, db: sqlite3.Connection, records: Iterable[Record]) -> Iterator[Record | Drop]:
+        """Pass 1 spools records and keeps the best (highest value, then earliest) index per hash;
+        pass 2 yields every record once, in input order."""
+        spool_path = self.context.workdir / "spool.jsonl"
+        upsert = (
+            "INSERT INTO seen VALUES (?, ?, ?, ?) ON CONFLICT(h) DO UPDATE SET id = excluded.id, i = excluded.i, "
+            "v = excluded.v WHERE excluded.v > seen.v"
+        )
+        with open(spool_path, "wb") as spool:
+            for i, rec in enumerate(records):
+                h = self.key(rec)
+                spool.write(orjson.dumps(rec.to_dict()) + b"\n")
+                db.execute(upsert, (h, rec.id, i, self._value(rec)))
+        with open(spool_path, "rb") as spool:
+            for i, line in enumerate(spool):
+                rec = Record.from_dict(orjson.loads(line))
+                best_id, best = db.execute("SELECT id, i FROM seen WHERE h = ?", (self.key(rec),)).fetchone()
+                yield rec if best == i else self._drop(rec, best_id)
+        spool_path.unlink()

@@ -7,6 +7,7 @@ file is written last and marks the chunk complete, so a killed run redoes only i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import orjson
 from datamill import formats, ops, validate
 from datamill.errors import DatamillError, RecordError
 from datamill.io.writers import JsonlWriter
-from datamill.ops.base import Filter, Mapper, Op, OpContext
+from datamill.llm import LLMClient, LLMError, StructuredOutputError
+from datamill.ops.base import Drop, Filter, Generator, Mapper, Op, OpContext
 from datamill.record import Record
 
 # One input row: (file index, format name, line or None, index in file, parsed row or None, error, raw)
@@ -137,6 +139,7 @@ def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> t
     start = time.perf_counter()
     reasons: Counter[str] = Counter()
     out: list[Record] = []
+    generated = 0
     rec = None
     try:
         if isinstance(op, Mapper):
@@ -150,6 +153,9 @@ def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> t
                 else:
                     reasons[reason] += 1
                     dropped.write(drop_entry(rec, index, op.name, reason))
+        elif isinstance(op, Generator):
+            for rec, results in zip(records, asyncio.run(_generate_all(op, records)), strict=True):
+                generated += _settle(op, index, rec, results, out, reasons, dropped)
         else:
             raise DatamillError(f"step {index} ({op.name}) is a {op.kind} and cannot run on a chunk")
     except DatamillError:
@@ -165,12 +171,62 @@ def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> t
         "step": index,
         "op": op.name,
         "in": len(records),
+        "generated": generated,
         "out": len(out),
         "dropped": dict(reasons),
         "seconds": time.perf_counter() - start,
         "counters": op.take_counters(),
     }
     return out, stats
+
+
+async def _generate_all(op: Generator, records: list[Record]) -> list[list[Record | Drop]]:
+    """Every record of the chunk through ``op.agenerate``, at most ``llm.concurrency`` in flight; a record
+    whose LLM calls fail for good is dropped with the reason instead of failing the chunk."""
+    if not op.uses_llm:
+        return [await op.agenerate(rec, None) for rec in records]
+
+    async def one(rec: Record, llm: LLMClient, gate: asyncio.Semaphore) -> list[Record | Drop]:
+        async with gate:
+            try:
+                return await op.agenerate(rec, llm)
+            except (LLMError, StructuredOutputError) as e:
+                return [Drop(rec, f"llm: {e.reason}")]
+
+    async with LLMClient(op.config.llm) as llm:
+        gate = asyncio.Semaphore(max(1, op.config.llm.concurrency))
+        try:
+            return list(await asyncio.gather(*(one(rec, llm, gate) for rec in records)))
+        finally:
+            op.add_usage(llm.usage)
+
+
+def _settle(
+    op: Op,
+    index: int,
+    rec: Record,
+    results: list[Record | Drop],
+    out: list[Record],
+    reasons: Counter[str],
+    dropped: JsonlWriter,
+) -> int:
+    """Route one record's results; returns how many records the op made. Checks the input is accounted."""
+    made, seen = 0, False
+    for item in results:
+        target = item.record if isinstance(item, Drop) else item
+        if target is rec:
+            seen = True
+        else:
+            made += 1
+            target.id = target.id or target.compute_id()
+        if isinstance(item, Drop):
+            reasons[item.reason] += 1
+            dropped.write(drop_entry(item.record, index, op.name, item.reason))
+        else:
+            out.append(item)
+    if not seen:
+        raise DatamillError(f"step {index} ({op.name}) neither kept nor dropped record {rec.id}")
+    return made
 
 
 def drop_entry(rec: Record, step: int, op: str, reason: str) -> dict[str, Any]:

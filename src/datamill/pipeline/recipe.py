@@ -67,6 +67,7 @@ class RecipeModel(_Strict):
     inputs: list[str | InputModel]
     steps: list[StepModel] = []
     output: OutputModel = OutputModel()
+    llm: dict[str, Any] = Field(default_factory=dict, description="LLM settings shared by every LLM step")
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,8 @@ def _resolve_steps(model: RecipeModel, lines: dict[tuple, int], problems: list[s
     for i, step in enumerate(model.steps):
         options = dict(step.model_extra or {})
         cls = registry.get(step.op)
+        if cls is not None and model.llm and "llm" in cls.Config.model_fields:
+            options["llm"] = {**model.llm, **(options.get("llm") or {})}  # the step's own settings win
         if cls is None:
             close = [n for n in registry if n[:3] == step.op[:3]]
             hint = f" (did you mean {', '.join(close)}?)" if close else f"; see `datamill ops` ({len(registry)} ops)"

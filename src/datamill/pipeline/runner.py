@@ -33,10 +33,11 @@ from datamill.dataset import DatasetWriter, detect_format
 from datamill.errors import CannotExpress, DatamillError
 from datamill.io.readers import RawRow, iter_rows
 from datamill.io.writers import JsonlWriter
-from datamill.ops.base import Drop, OpContext
+from datamill.ops.base import Drop, Generated, OpContext
 from datamill.pipeline import executors
 from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, drop_entry, read_chunk, run_chunk, stats_path
 from datamill.pipeline.recipe import Recipe, Step
+from datamill.record import Record
 
 WORK = ".datamill-work"
 LOCK = "recipe.lock.yaml"
@@ -272,9 +273,14 @@ class Runner:
         start = time.perf_counter()
         chunk, kept, dropped = 0, None, None
         reasons: Counter[str] = Counter()
-        n_out = 0
+        n_out = generated = 0
         try:
             for item in op.run(stream()):
+                if isinstance(item, Generated):
+                    generated += 1
+                    item = item.record
+                    if isinstance(item, Record):
+                        item.id = item.id or item.compute_id()
                 if kept is None:
                     kept = JsonlWriter(sdir / f"{chunk_name(chunk)}.jsonl")
                     dropped = JsonlWriter(sdir / f"{chunk_name(chunk)}.dropped.jsonl")
@@ -300,12 +306,13 @@ class Runner:
             "step": step.index,
             "op": step.op,
             "in": counter["in"],
+            "generated": generated,
             "out": n_out,
             "dropped": dict(reasons),
             "seconds": seconds,
             "counters": op.take_counters(),
         }
-        if counter["in"] != n_out + sum(reasons.values()):
+        if counter["in"] + generated != n_out + sum(reasons.values()):
             raise DatamillError(f"step {step.index} ({step.op}) lost records: {summary}")
         (sdir / "done.json").write_bytes(orjson.dumps(summary))
 
@@ -400,6 +407,7 @@ class Runner:
                             "step": st["step"],
                             "op": st["op"],
                             "in": 0,
+                            "generated": 0,
                             "out": 0,
                             "dropped": {},
                             "seconds": 0.0,
@@ -407,6 +415,7 @@ class Runner:
                         },
                     )
                     acc["in"] += st["in"]
+                    acc["generated"] += st.get("generated", 0)
                     acc["out"] += st["out"]
                     acc["seconds"] += st["seconds"]
                     for reason, n in st["dropped"].items():
@@ -418,6 +427,7 @@ class Runner:
             "step": len(self.recipe.steps),
             "op": "output",
             "in": kept_before_output,
+            "generated": 0,
             "out": kept_before_output - sum(output_drops.values()),
             "dropped": dict(output_drops),
             "seconds": 0.0,
@@ -426,16 +436,18 @@ class Runner:
         ordered = [steps[i] for i in sorted(steps)] + [output_step]
         dropped = sum(sum(s["dropped"].values()) for s in ordered)
         kept = output_step["out"]
-        problems = [s for s in ordered if s["in"] != s["out"] + sum(s["dropped"].values())]
-        balanced = n_input == kept + dropped + quarantined and not problems
+        generated = sum(s.get("generated", 0) for s in ordered)
+        problems = [s for s in ordered if s["in"] + s.get("generated", 0) != s["out"] + sum(s["dropped"].values())]
+        balanced = n_input + generated == kept + dropped + quarantined and not problems
         if not balanced:
             raise DatamillError(
-                f"accounting broken: input {n_input} != kept {kept} + dropped {dropped} + "
+                f"accounting broken: input {n_input} + generated {generated} != kept {kept} + dropped {dropped} + "
                 f"quarantined {quarantined}; steps {problems}"
             )
         return {
             "recipe": self.recipe.name,
             "input": n_input,
+            "generated": generated,
             "quarantined": quarantined,
             "kept": kept,
             "dropped": dropped,

@@ -1,0 +1,119 @@
+"""Model-based quality scores for SFT records: an LLM judge with a 1-5 rubric (helpfulness,
+correctness, instruction following; zh and en rubrics chosen by the record's language), and the
+perplexity of the text under the embedded model. Both store their score in ``meta`` and can drop
+records below (judge) or above (perplexity) a threshold."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import ClassVar
+
+from pydantic import BaseModel, Field
+
+from datamill.llm import LLMClient, generate_json
+from datamill.llm.prompts import detect_lang, load
+from datamill.ops import register
+from datamill.ops.base import Drop, Filter, Generator, GeneratorConfig, OpConfig
+from datamill.record import Record
+
+
+class Rubric(BaseModel):
+    helpfulness: int = Field(ge=1, le=5)
+    correctness: int = Field(ge=1, le=5)
+    instruction_following: int = Field(ge=1, le=5)
+    score: int = Field(ge=1, le=5)
+    reason: str = Field(max_length=2000)
+
+
+class QualityJudgeConfig(GeneratorConfig):
+    min_score: int | None = Field(3, ge=1, le=5, description="drop records scored below this (None: only score)")
+    template: str = Field("quality_rubric", description="prompt template name or path (zh/en variants)")
+    rubric: str | None = Field(None, description="extra criteria appended to the template's rubric")
+    lang: str | None = Field(None, description="zh or en; default: detected from the record")
+    max_attempts: int = Field(3, ge=1, description="answers asked for before the record is dropped")
+    field: str = Field("quality", description="meta key the scores are stored under")
+
+
+@register
+class QualityJudge(Generator):
+    """Score each record 1-5 with an LLM judge (rubric + reason in meta); drop those below min_score."""
+
+    name = "quality_judge"
+    Config = QualityJudgeConfig
+
+    async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
+        cfg: QualityJudgeConfig = self.config
+        instruction, answer = record.part("prompt"), record.part("answer") or record.part("text")
+        lang = cfg.lang or detect_lang(instruction + "\n" + answer)
+        messages = load(cfg.template, lang).messages(instruction=instruction, answer=answer, rubric=cfg.rubric)
+        verdict: Rubric = await generate_json(llm, messages, Rubric, max_attempts=cfg.max_attempts, lang=lang)
+        record.meta[cfg.field] = {**verdict.model_dump(), "model": cfg.llm.model, "judge": cfg.template}
+        self.counters[f"score_{verdict.score}"] += 1
+        if cfg.min_score is not None and verdict.score < cfg.min_score:
+            return [Drop(record, f"quality score {verdict.score} < {cfg.min_score}")]
+        return [record]
+
+
+class PerplexityConfig(OpConfig):
+    part: str = Field("answer", description="which text to score: answer, prompt, text or all")
+    max_tokens: int = Field(256, ge=8, le=4096, description="score only the first N tokens (speed, memory)")
+    max_perplexity: float | None = Field(None, gt=1, description="drop records above this (None: only score)")
+    model_path: str | None = Field(None, description="a .gguf file (default: the embedded Gemma 3 270M)")
+    n_threads: int | None = None
+
+
+class _Scorer:
+    """A llama.cpp context that keeps the logits of every position (needed for perplexity)."""
+
+    _shared: ClassVar[dict[tuple, _Scorer]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, model_path: str | None, n_ctx: int, n_threads: int | None):
+        from llama_cpp import Llama
+
+        from datamill.llm.embedded import default_model_path
+
+        threads = n_threads or 1
+        path = model_path or str(default_model_path())
+        self.llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, logits_all=True, verbose=False)
+
+    @classmethod
+    def get(cls, model_path: str | None, n_ctx: int, n_threads: int | None) -> _Scorer:
+        key = (model_path, n_ctx, n_threads)
+        with cls._lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(model_path, n_ctx, n_threads)
+            return cls._shared[key]
+
+    def perplexity(self, text: str, max_tokens: int) -> tuple[float, int]:
+        import numpy as np
+
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
+        if len(tokens) < 2:
+            return math.nan, len(tokens)
+        self.llm.reset()
+        self.llm.eval(tokens)
+        logits = np.asarray(self.llm.scores[: len(tokens) - 1], dtype=np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        picked = logits[np.arange(len(tokens) - 1), tokens[1:]]
+        return float(np.exp(np.mean(log_norm - picked))), len(tokens)
+
+
+@register
+class Perplexity(Filter):
+    """Perplexity of the record's text under the embedded model (meta.perplexity); drop above a maximum."""
+
+    name = "perplexity"
+    Config = PerplexityConfig
+
+    def reason(self, record: Record) -> str | None:
+        cfg: PerplexityConfig = self.config
+        scorer = _Scorer.get(cfg.model_path, cfg.max_tokens + 8, cfg.n_threads)
+        ppl, n = scorer.perplexity(record.part(cfg.part), cfg.max_tokens)
+        record.meta["perplexity"] = None if math.isnan(ppl) else round(ppl, 3)
+        self.counters["tokens_scored"] += n
+        if cfg.max_perplexity is not None and not math.isnan(ppl) and ppl > cfg.max_perplexity:
+            return f"perplexity above {cfg.max_perplexity:g}"
+        return None
