@@ -9,6 +9,7 @@ for trying the tool and for tests. Needs the ``llm`` extra: ``pip install 'datam
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -92,6 +93,26 @@ def messages_lang(messages: list[dict[str, Any]]) -> str:
     return detect_lang(" ".join(str(m.get("content") or "") for m in messages if m.get("role") != "assistant"))
 
 
+def close_at_exit(llama: Any) -> None:
+    """Free a llama.cpp model before interpreter teardown (its ``__del__`` fails noisily once the
+    module globals it needs are gone)."""
+    atexit.register(llama.close)
+
+
+def _grammar_safe(schema: Any) -> Any:
+    """The schema without large length/item bounds: llama.cpp unrolls them into nested repetitions and
+    crashes the process past a limit (maxLength 2000 did). The answer is still validated afterwards."""
+    if isinstance(schema, dict):
+        return {
+            k: _grammar_safe(v)
+            for k, v in schema.items()
+            if not (k in ("maxLength", "minLength", "maxItems", "minItems") and isinstance(v, int) and v > 16)
+        }
+    if isinstance(schema, list):
+        return [_grammar_safe(v) for v in schema]
+    return schema
+
+
 class EmbeddedModel:
     """One llama.cpp model in this process; calls are serialized (a context is not thread-safe)."""
 
@@ -112,6 +133,7 @@ class EmbeddedModel:
         # busy (pipeline workers, other jobs) 2 threads on 2 cores ran 4x slower than 1 (benchmarks/)
         threads = n_threads or max(1, len(os.sched_getaffinity(0)) // 2)
         self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+        close_at_exit(self.llm)
         self.lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
 
@@ -135,7 +157,7 @@ class EmbeddedModel:
             schema = (response_format.get("json_schema") or {}).get("schema")
         elif response_format.get("schema"):
             schema = response_format["schema"]
-        key = json.dumps(schema, sort_keys=True) if schema else ""
+        key = json.dumps(_grammar_safe(schema), sort_keys=True) if schema else ""
         if key not in self._grammars:
             try:
                 g = LlamaGrammar.from_json_schema(key, verbose=False) if schema else None

@@ -72,11 +72,12 @@ class _Scorer:
     def __init__(self, model_path: str | None, n_ctx: int, n_threads: int | None):
         from llama_cpp import Llama
 
-        from datamill.llm.embedded import default_model_path
+        from datamill.llm.embedded import close_at_exit, default_model_path
 
         threads = n_threads or 1
         path = model_path or str(default_model_path())
         self.llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, logits_all=True, verbose=False)
+        close_at_exit(self.llm)
 
     @classmethod
     def get(cls, model_path: str | None, n_ctx: int, n_threads: int | None) -> _Scorer:

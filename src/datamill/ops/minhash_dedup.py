@@ -19,7 +19,9 @@ Options: part (all | prompt | answer | text), threshold (target Jaccard, 0.8), n
 ngram (words per shingle, 5), char_ngram (characters per shingle for CJK text, 5), cjk_ratio,
 bands/rows (default: chosen from the threshold by minimizing the weighted false-positive and
 false-negative areas of the LSH S-curve; fp_weight), verify, keep (first | longest | score, with
-score_key naming a meta field), batch_size, partitions, hash_seed, clusters.
+score_key naming a meta field), batch_size, partitions, hash_seed, clusters; index (a persistent
+index directory of an earlier corpus: records near-duplicating it are dropped too — see
+``datamill.dedup.index``) and update_index (append this run's kept records to it).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from datamill.dedup import minhash as mh
+from datamill.dedup.index import MinHashIndex
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
 from datamill.record import Record
@@ -70,6 +73,8 @@ class MinHashDedup(Global):
         partitions: int = Field(16, ge=1, le=4096)  # bucket files; memory ≈ records·bands·16 B / partitions
         hash_seed: int = 1
         clusters: str | None = None  # also write clusters.jsonl to this path
+        index: str | None = None  # a persistent index directory (datamill.dedup.index) to check against
+        update_index: bool = False  # add this run's kept records to `index` as a new segment
 
         @model_validator(mode="after")
         def _bands_rows(self):
@@ -77,6 +82,8 @@ class MinHashDedup(Global):
                 raise ValueError("give both bands and rows, or neither")
             if self.bands is not None and self.bands * self.rows > self.num_perm:
                 raise ValueError(f"bands × rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+            if self.update_index and not self.index:
+                raise ValueError("update_index needs index: DIR")
             return self
 
     def __init__(self, config, context):
@@ -96,7 +103,7 @@ class MinHashDedup(Global):
         c = self.config
         sh = mh.shingle(texts, c.ngram, c.char_ngram, c.cjk_ratio)
         sig = mh.signatures(sh, self.a, self.b)
-        if c.verify:
+        if c.verify or c.index:
             sig_file.write(sig.tobytes())
         valid = np.flatnonzero(sh.count > 0)
         if not len(valid):
@@ -244,6 +251,7 @@ class MinHashDedup(Global):
 
     # ---- the operator --------------------------------------------------------------------------
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
+        c = self.config
         work = self.context.workdir
         work.mkdir(parents=True, exist_ok=True)
         n, lengths, scores = self._pass1(records, work)
@@ -251,24 +259,71 @@ class MinHashDedup(Global):
         cluster_of, kept, members = self._choose(roots, lengths, scores)
         del lengths, scores, roots
         kept_ids = self._write_clusters(work, cluster_of, kept, members)
+        index = MinHashIndex(c.index, self._index_params()) if c.index else None
+        in_corpus = self._check_index(index, work, n) if index is not None else {}
         self.stats.update(records=n, clusters=len(kept), dropped=int(len(members) - len(kept)))
+        self.stats.update(in_index=len(in_corpus))
         (work / "summary.json").write_bytes(
             orjson.dumps({**self.stats, "bands": self.bands, "rows": self.rows, "num_perm": self.config.num_perm})
         )
-        yield from emit_clustered(
-            work, cluster_of, kept, kept_ids, "near_dup_cluster", "near_duplicate_of", self.reason_text
+        outputs = emit_clustered(
+            work, cluster_of, kept, kept_ids, "near_dup_cluster", "near_duplicate_of", self.reason_text, in_corpus
         )
+        new_rows, new_ids = [], []
+        for i, item in enumerate(outputs):
+            if c.update_index and isinstance(item, Record):
+                new_rows.append(i)
+                new_ids.append(item.id)
+            yield item
+        if index is not None and c.update_index and new_rows:
+            sig = np.fromfile(work / "signatures.u32", dtype=np.uint32).reshape(n, c.num_perm)
+            index.add(sig[np.asarray(new_rows)], new_ids)
+            self.counters["added_to_index"] += len(new_rows)
         for name in ("spool.jsonl", "signatures.u32", "ids.txt"):  # keep clusters.jsonl and summary.json
             (work / name).unlink(missing_ok=True)
 
+    def _index_params(self) -> dict:
+        c = self.config
+        return {
+            "num_perm": c.num_perm,
+            "bands": self.bands,
+            "rows": self.rows,
+            "ngram": c.ngram,
+            "char_ngram": c.char_ngram,
+            "cjk_ratio": c.cjk_ratio,
+            "hash_seed": c.hash_seed,
+            "part": c.part,
+        }
 
-def emit_clustered(work, cluster_of, kept, kept_ids, cluster_key: str, dup_key: str, reason: str):
+    def _check_index(self, index: MinHashIndex, work: Path, n: int) -> dict[int, str]:
+        """Record number → id of the indexed record it near-duplicates, batch by batch."""
+        if not n or not index.segments:
+            return {}
+        c = self.config
+        need = math.ceil(c.threshold * c.num_perm - 1e-9)
+        sig = np.memmap(work / "signatures.u32", dtype=np.uint32, mode="r", shape=(n, c.num_perm))
+        found: dict[int, str] = {}
+        for lo in range(0, n, c.batch_size):
+            for j, hit in enumerate(index.query(np.asarray(sig[lo : lo + c.batch_size]), need)):
+                if hit is not None:
+                    found[lo + j] = hit
+        self.counters["near_duplicates_of_index"] += len(found)
+        return found
+
+
+def emit_clustered(work, cluster_of, kept, kept_ids, cluster_key: str, dup_key: str, reason: str, external=None):
     """Pass 2 of a clustering dedup: re-read the spool and yield every record once, in input order —
     the kept member of each cluster (and unclustered records) as records, the others as ``Drop``
-    with the cluster number and the kept record's id in meta."""
+    with the cluster number and the kept record's id in meta. ``external`` maps a record number to
+    the id of an already-indexed record it duplicates: those are dropped too."""
+    external = external or {}
     with open(work / "spool.jsonl", "rb") as spool:
         for i, line in enumerate(spool):
             rec = Record.from_dict(orjson.loads(line))
+            if i in external:
+                rec.meta[dup_key] = external[i]
+                yield Drop(rec, f"{reason} of the index")
+                continue
             number = int(cluster_of[i])
             if number < 0:
                 yield rec
