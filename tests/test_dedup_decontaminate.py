@@ -135,3 +135,26 @@ def test_missing_benchmark_is_a_clear_error(tmp_path):
     op = cls(cls.Config(benchmarks=[str(tmp_path / "nope.jsonl")]), OpContext(0, 0, tmp_path / "w"))
     with pytest.raises(datamill.errors.DatamillError, match="nope.jsonl"):
         op.reason(sft("q", "a", "x"))
+
+
+def reword(q: str) -> str:
+    """A paraphrase that breaks every 13-word n-gram: every eighth word replaced."""
+    words = q.split()
+    return " ".join("several" if i % 8 == 5 else w for i, w in enumerate(words))
+
+
+def test_fuzzy_mode_catches_rewordings_that_ngram_mode_misses(tmp_path, mixed):
+    alpaca, _, _ = mixed
+    rng = random.Random(11)
+    items = gsm_items()
+    chosen = [i for i in rng.sample(range(len(items)), 80) if len(items[i]["question"].split()) >= 16][:40]
+    planted = [sft(reword(items[i]["question"]), "ok", f"reworded-{i}") for i in chosen[:20]]
+    planted += [
+        sft(rng.choice(WRAPPERS).format(q=reword(items[i]["question"])), "ok", f"wrapped-{i}") for i in chosen[20:]
+    ]
+    ngram, fuzzy = make(tmp_path / "n"), make(tmp_path / "f", mode="fuzzy")
+    assert sum(ngram.reason(r) is not None for r in planted) == 0
+    reasons = {r.id: fuzzy.reason(r) for r in planted}
+    assert all(reasons[r.id] == f"benchmark overlap: test.jsonl#{r.id.split('-')[1]}" for r in planted), reasons
+    assert "3-word n-grams" in planted[0].meta["contamination"]["overlap"]
+    assert [r.id for r in alpaca if fuzzy.reason(r) is not None] == []  # no false positive on alpaca

@@ -8,7 +8,9 @@ characters for CJK — and its n-grams (``n`` words, ``char_n`` characters) are 
 on-disk-friendly array (8 + 4 bytes per n-gram). A training record is contaminated when at least
 ``min_overlap`` of its n-grams appear in one benchmark item. Items shorter than ``n`` tokens, and
 every item in ``mode: exact``, are matched by their whole normalized text against each message
-(the normalized-exact mode).
+(the normalized-exact mode). ``mode: fuzzy`` catches paraphrases that keep few long n-grams: a
+field is contaminated when it contains at least ``fuzzy_threshold`` of one item's short n-grams
+(``fuzzy_n`` words / ``fuzzy_char_n`` characters), however much text surrounds them.
 
 The reason names the benchmark item (``test.jsonl#17``), and ``meta.contamination`` holds
 ``{"benchmark", "index", "overlap"}``; with ``action: flag`` the record is kept with that meta.
@@ -70,16 +72,22 @@ class Decontaminate(Filter):
         benchmarks: list[str] = Field(min_length=1)  # files in any format datamill reads
         n: int = Field(13, ge=1, le=64)  # words per n-gram
         char_n: int = Field(25, ge=1, le=64)  # characters per n-gram for CJK text
-        mode: Literal["ngram", "exact"] = "ngram"  # exact: whole normalized text only
+        mode: Literal["ngram", "exact", "fuzzy"] = "ngram"  # exact: whole text only; fuzzy: see fuzzy_*
         min_overlap: int = Field(1, ge=1)  # n-grams shared with one item needed to count
         action: Literal["drop", "flag"] = "drop"
         part: Literal["all", "prompt", "answer", "text"] = "all"
+        fuzzy_n: int = Field(3, ge=1, le=16)  # words per n-gram in fuzzy mode
+        fuzzy_char_n: int = Field(5, ge=1, le=32)  # characters per n-gram in fuzzy mode (CJK)
+        fuzzy_threshold: float = Field(0.5, gt=0, le=1)  # share of an item's n-grams found in one field
+        fuzzy_min_ngrams: int = Field(8, ge=1)  # items with fewer distinct n-grams: exact match only
 
     def __init__(self, config, context):
         super().__init__(config, context)
         self._index: tuple[np.ndarray, np.ndarray] | None = None
         self._exact: dict[int, int] = {}
         self._names: list[tuple[str, int]] = []  # item number → (benchmark file, index in file)
+        self._sizes: np.ndarray = np.zeros(0, np.int64)  # fuzzy: distinct n-grams per benchmark field
+        self._units: np.ndarray = np.zeros(0, np.int64)  # fuzzy: benchmark field → item number
 
     # ---- tokens and n-grams (plain Python: one record at a time, as a filter sees them) -----------
     def _tokens(self, text: str) -> tuple[list[str], bool]:
@@ -93,7 +101,9 @@ class Decontaminate(Filter):
         return [t for t in (mh.normalize_token(w) for w in mh.PUNCT_SPLIT.sub(" ", text).split()) if t], False
 
     def _ngrams(self, toks: list[str], cjk: bool) -> list[int]:
-        n = self.config.char_n if cjk else self.config.n
+        c = self.config
+        fuzzy = c.mode == "fuzzy"
+        n = (c.fuzzy_char_n if fuzzy else c.char_n) if cjk else (c.fuzzy_n if fuzzy else c.n)
         return [xxh3_64_intdigest(" ".join(toks[i : i + n]).encode()) for i in range(len(toks) - n + 1)]
 
     @staticmethod
@@ -103,7 +113,8 @@ class Decontaminate(Filter):
     # ---- the benchmark index -------------------------------------------------------------------
     def _build(self) -> None:
         keys: list[int] = []
-        owners: list[int] = []
+        owners: list[int] = []  # item number, or in fuzzy mode unit (field) number
+        units: list[int] = []  # fuzzy: unit number → item number
         for bench in self.config.benchmarks:
             path = Path(bench)
             if not path.exists():
@@ -116,10 +127,18 @@ class Decontaminate(Filter):
                     key = self._exact_key(toks)
                     if key is not None:
                         self._exact.setdefault(key, item)
-                    if self.config.mode == "ngram":  # a field shorter than n has no n-gram: exact only
+                    if self.config.mode == "fuzzy":  # each field is its own unit: share of *its* n-grams
+                        grams = sorted(set(self._ngrams(toks, cjk)))
+                        keys += grams
+                        owners += [len(units)] * len(grams)
+                        units.append(item)
+                    elif self.config.mode == "ngram":  # a field shorter than n has no n-gram: exact only
                         grams = self._ngrams(toks, cjk)
                         keys += grams
                         owners += [item] * len(grams)
+        if self.config.mode == "fuzzy":
+            self._units = np.array(units, dtype=np.int64)
+            self._sizes = np.bincount(np.array(owners, dtype=np.int64), minlength=len(units))
         k = np.array(keys, dtype=np.uint64)
         order = np.argsort(k, kind="stable")
         self._index = (k[order], np.array(owners, dtype=np.int32)[order])
@@ -138,6 +157,8 @@ class Decontaminate(Filter):
         keys, owners = self._index
         if self.config.mode == "exact" or not len(keys):
             return None
+        if self.config.mode == "fuzzy":
+            return self._fuzzy(tokenized)
         best: tuple[int, int, bool] | None = None  # (shared n-grams, item, cjk)
         for toks, cjk in tokenized:
             grams = np.array(self._ngrams(toks, cjk), dtype=np.uint64)
@@ -156,6 +177,34 @@ class Decontaminate(Filter):
         shared, item, cjk = best
         unit = f"{self.config.char_n}-char" if cjk else f"{self.config.n}-word"
         return item, f"{shared} shared {unit} n-grams"
+
+    def _fuzzy(self, tokenized: list[tuple[list[str], bool]]) -> tuple[int, str] | None:
+        """The item one of whose fields has the largest share of its short n-grams inside one field of
+        the record, if that share reaches the threshold."""
+        keys, owners = self._index
+        c = self.config
+        best: tuple[float, int, bool] | None = None
+        for toks, cjk in tokenized:
+            grams = np.unique(np.array(self._ngrams(toks, cjk), dtype=np.uint64))
+            if not len(grams):
+                continue
+            lo, hi = np.searchsorted(keys, grams, "left"), np.searchsorted(keys, grams, "right")
+            counts = hi - lo
+            hits = np.flatnonzero(counts)
+            if not len(hits):
+                continue
+            n = counts[hits]
+            positions = np.repeat(lo[hits] - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
+            shared = np.bincount(owners[positions], minlength=len(self._sizes))
+            share = np.where(self._sizes >= c.fuzzy_min_ngrams, shared / np.maximum(self._sizes, 1), 0.0)
+            unit = int(np.argmax(share))
+            if share[unit] >= c.fuzzy_threshold and (best is None or share[unit] > best[0]):
+                best = (float(share[unit]), int(self._units[unit]), cjk)
+        if best is None:
+            return None
+        share, item, cjk = best
+        unit_name = f"{c.fuzzy_char_n}-char" if cjk else f"{c.fuzzy_n}-word"
+        return item, f"{share:.0%} of its {unit_name} n-grams"
 
     def reason(self, record: Record) -> str | None:
         found = self.match(record)
