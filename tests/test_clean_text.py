@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import DATA, LF
 
 import datamill
@@ -116,6 +117,21 @@ def test_whitespace_urls_dates():
         "2024-03-05，2024-03-05; 2024-03-05; 2023-03-15"
     )
     assert dates.clean("2024年13月1日 and March 2024 cost 1,234,567") == "2024年13月1日 and March 2024 cost 1234567"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It costs $1,200.50 today.", "It costs USD 1200.50 today."),
+        ("价格是¥3,000，或者3.5万元，也可以说人民币200元。", "价格是CNY 3000，或者CNY 35000，也可以说CNY 200。"),
+        ("He paid 20 dollars and €5, then £3.2 million.", "He paid USD 20 and EUR 5, then GBP 3200000."),
+        ("USD 20 and RMB 300; HK$ 300; $5bn deal", "USD 20 and CNY 300; HKD 300; USD 5000000000 deal"),
+        ("这个5块钱，那个1,000 美元，还有2亿日元", "这个CNY 5，那个USD 1000，还有JPY 200000000"),
+        ("我有3个苹果; version 2.0; 5 more; 12 m away", "我有3个苹果; version 2.0; 5 more; 12 m away"),
+    ],
+)
+def test_normalize_currency(text, expected):
+    assert make("normalize_currency").clean(text) == expected
 
 
 def test_id_card_and_luhn_checks():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from decimal import Decimal
 from typing import Literal
 
 from datamill.ops import register
@@ -390,3 +391,81 @@ class NormalizeDates(TextMapper):
         if self.config.numbers:
             s = NUM_COMMAS.sub(lambda m: m.group(0).replace(",", ""), s)
         return s
+
+
+# ---------------------------------------------------------------------------------------------- money
+
+_AMOUNT = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+_SCALE_EN = {"thousand": 10**3, "k": 10**3, "million": 10**6, "m": 10**6, "mn": 10**6, "billion": 10**9, "bn": 10**9}
+_SCALE_ZH = {"千": 10**3, "万": 10**4, "十万": 10**5, "百万": 10**6, "千万": 10**7, "亿": 10**8}
+SYMBOLS = {"$": "USD", "US$": "USD", "¥": "CNY", "￥": "CNY", "RMB": "CNY", "€": "EUR", "£": "GBP", "HK$": "HKD"}
+CODES = ("USD", "CNY", "RMB", "EUR", "GBP", "JPY", "HKD")
+ZH_UNITS = {
+    "元": "CNY",
+    "块钱": "CNY",
+    "块": "CNY",
+    "人民币": "CNY",
+    "美元": "USD",
+    "美金": "USD",
+    "欧元": "EUR",
+    "英镑": "GBP",
+    "日元": "JPY",
+    "港币": "HKD",
+    "港元": "HKD",
+}
+EN_UNITS = {
+    "dollars": "USD",
+    "dollar": "USD",
+    "euros": "EUR",
+    "euro": "EUR",
+    "pounds": "GBP",
+    "yuan": "CNY",
+    "rmb": "CNY",
+    "yen": "JPY",
+}
+
+
+def _alternatives(words) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+_EN_SCALE = r"(?:\s*(thousand|million|billion|bn|mn|k|m)\b)?"
+_ZH_SCALE = rf"(?:\s*({_alternatives(_SCALE_ZH)}))?"
+MONEY_PREFIX = re.compile(
+    rf"(?<![A-Za-z0-9$])(?:({_alternatives(SYMBOLS)})\s?|({'|'.join(CODES)})\s+){_AMOUNT}{_EN_SCALE}{_ZH_SCALE}(?:\s*元)?",
+    re.I,
+)
+MONEY_ZH = re.compile(rf"(?:人民币)?{_AMOUNT}{_ZH_SCALE}\s*({_alternatives(ZH_UNITS)})")
+MONEY_EN = re.compile(rf"(?<![\w.]){_AMOUNT}{_EN_SCALE}\s+({_alternatives(EN_UNITS)})\b", re.I)
+
+
+def _money(code: str, amount: str, scale: int = 1) -> str:
+    value = Decimal(amount.replace(",", "")) * scale
+    text = format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+    return f"{code} {text}"
+
+
+def normalize_currency(s: str) -> str:
+    def prefix(m: re.Match) -> str:
+        code = SYMBOLS[m.group(1).upper()] if m.group(1) else m.group(2).upper()
+        code = "CNY" if code == "RMB" else code
+        scale = _SCALE_EN.get((m.group(4) or "").lower(), 1) * _SCALE_ZH.get(m.group(5) or "", 1)
+        return _money(code, m.group(3), scale)
+
+    s = MONEY_PREFIX.sub(prefix, s)
+    s = MONEY_ZH.sub(lambda m: _money(ZH_UNITS[m.group(3)], m.group(1), _SCALE_ZH.get(m.group(2) or "", 1)), s)
+    return MONEY_EN.sub(
+        lambda m: _money(EN_UNITS[m.group(3).lower()], m.group(1), _SCALE_EN.get((m.group(2) or "").lower(), 1)), s
+    )
+
+
+@register
+class NormalizeCurrency(TextMapper):
+    """Rewrite money amounts as ISO 4217 code + plain number ($1,200.50, ¥3,000, 3.5万元, 20 dollars →
+    USD 1200.50, CNY 3000, CNY 35000, USD 20). Symbols, codes, zh units (元/块/美元/欧元/英镑/日元/港币,
+    with 千/万/亿) and en words (dollars/euros/pounds/yuan, with thousand/million/billion) are understood."""
+
+    name = "normalize_currency"
+
+    def clean(self, s: str) -> str:
+        return normalize_currency(s)
