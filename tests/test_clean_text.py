@@ -157,6 +157,20 @@ def test_mask_pii_types_and_counts():
     assert counts == {"phone": 4, "email": 1, "id_card": 1, "bank_card": 1, "ip": 2}
 
 
+def test_mask_person_names_en_and_zh():
+    counts: Counter[str] = Counter()
+    kinds = ("email", "person")
+    text = "John Smith met Dr. Watson and Mary Ann Jones; email john@x.org. 张伟和刘晓燕昨天见了艾米。记者王建国报道。"
+    assert (
+        mask(text, kinds, counts)
+        == "<PERSON> met <PERSON> and <PERSON>; email <EMAIL>. <PERSON>和<PERSON>昨天见了<PERSON>。记者<PERSON>报道。"
+    )
+    assert counts == {"person": 7, "email": 1}
+    for clean in ("May I ask? Will you help? The United States is big.", "请陈述你的观点，阳光很好，顾客满意。"):
+        assert mask(clean, kinds) == clean  # ordinary words that name lists and the tagger also know
+    assert mask("John Smith", ("email",)) == "John Smith"  # opt-in
+
+
 def test_mask_pii_op_on_real_records_writes_counts():
     op = make("mask_pii")
     recs = [r for r in datamill.read(LF / "alpaca_en_demo.json") if isinstance(r, Record)]

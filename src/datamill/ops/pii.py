@@ -3,8 +3,9 @@
 Detected: emails, phone numbers (mainland China mobiles with or without +86, Chinese landlines with
 area code, international +CC numbers, North-American (xxx) xxx-xxxx), Chinese resident ID numbers
 (18 digits, valid birth date and ISO 7064 checksum), bank card numbers (13–19 digits passing Luhn),
-IPv4 and IPv6 addresses. Person names are not detected (no maintained offline detector for
-Chinese and English installs from PyPI without a model download; see docs/cleaning.md).
+IPv4 and IPv6 addresses; and, when ``person`` is among the kinds (opt-in), person names —
+English from the US Census name lists, Chinese from jieba's tagger (see ``datamill.clean.names``
+and docs/cleaning.md for their precision).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import Counter
 from datetime import date
 from typing import Literal
 
+from datamill.clean.names import mask_names
 from datamill.ops import register
 from datamill.ops.base import Mapper, OpConfig
 from datamill.record import Record
@@ -75,7 +77,7 @@ KINDS = ("email", "id_card", "bank_card", "phone", "ip")
 
 
 def mask(text: str, kinds: tuple[str, ...] = KINDS, counts: Counter[str] | None = None) -> str:
-    """Mask PII in ``text`` with ``<EMAIL>``, ``<ID_CARD>``, ``<BANK_CARD>``, ``<PHONE>``, ``<IP>``;
+    """Mask PII in ``text`` with ``<EMAIL>``, ``<PERSON>``, ``<ID_CARD>``, ``<BANK_CARD>``, ``<PHONE>``, ``<IP>``;
     ``counts`` (if given) is increased per kind. Order matters: IDs and cards before phones."""
     counts = counts if counts is not None else Counter()
 
@@ -90,6 +92,9 @@ def mask(text: str, kinds: tuple[str, ...] = KINDS, counts: Counter[str] | None 
 
     if "email" in kinds and "@" in text:
         text = sub(EMAIL, "email", None, text)
+    if "person" in kinds:
+        text, n = mask_names(text)
+        counts["person"] += n
     if not any(ch.isdigit() for ch in text) and ":" not in text:
         return text
     if "id_card" in kinds:
@@ -120,13 +125,15 @@ class MaskPii(Mapper):
 
     Replace emails, phones (incl. mainland China mobiles/landlines), Chinese resident IDs (checksum),
     bank cards (Luhn) and IPv4/IPv6 addresses with ``<EMAIL>``, ``<PHONE>``, ``<ID_CARD>``,
-    ``<BANK_CARD>``, ``<IP>``; counts per kind go to ``meta["pii"]``."""
+    ``<BANK_CARD>``, ``<IP>`` (and person names with ``<PERSON>`` when ``person`` is in ``kinds``);
+    counts per kind go to ``meta["pii"]``."""
 
     name = "mask_pii"
 
     class Config(OpConfig):
         part: Literal["all", "prompt", "answer", "text"] = "all"
-        kinds: list[Literal["email", "phone", "id_card", "bank_card", "ip"]] = list(KINDS)
+        # add "person" to also mask person names (slower; see docs/cleaning.md for its precision)
+        kinds: list[Literal["email", "phone", "id_card", "bank_card", "ip", "person"]] = list(KINDS)
 
     def map(self, record: Record) -> Record:
         counts: Counter[str] = Counter()
