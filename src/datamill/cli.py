@@ -29,6 +29,7 @@ from datamill import __version__, formats, ops, validate
 from datamill.convert import Summary, convert
 from datamill.dataset import Quarantined, read_with_format
 from datamill.errors import DatamillError
+from datamill.ingest.command import ingest_command
 from datamill.inspect import inspect as inspect_file
 from datamill.llm.cli import llm_app
 from datamill.pipeline import recipe as recipes
@@ -41,6 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(llm_app, name="llm")
+app.command("ingest")(ingest_command)
 out = Console()
 err = Console(stderr=True)
 
@@ -331,8 +333,9 @@ def _print_funnel(result: RunResult) -> None:
     if result.resumed_chunks:
         out.print(f"resumed: {result.resumed_chunks} chunk(s) were already done")
     status = "[green]ok[/]" if st["balanced"] else "[red]MISMATCH[/]"
+    made = f" + generated {st['generated']:,}" if st.get("generated") else ""
     out.print(
-        f"{status}: input {st['input']:,} = kept {st['kept']:,} + dropped {st['dropped']:,} "
+        f"{status}: input {st['input']:,}{made} = kept {st['kept']:,} + dropped {st['dropped']:,} "
         f"+ quarantined {st['quarantined']:,}"
     )
     out.print(escape(f"output: {result.outdir}/ ({', '.join(result.shards)})"), highlight=False)

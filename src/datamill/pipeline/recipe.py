@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from datamill import formats, ops
+from datamill import formats, ingest, ops
 from datamill.errors import DatamillError, FileError
 from datamill.io.readers import container_of
 from datamill.ops.base import OpConfig
@@ -228,8 +228,9 @@ def _resolve_inputs(
     for i, item in enumerate(model.inputs):
         spec = item if isinstance(item, InputModel) else InputModel(path=item)
         where = f"line {_line(lines, ('inputs', i))}"
-        if spec.format is not None and spec.format not in formats.FORMATS:
-            problems.append(f"{where}: input format '{spec.format}' is not one of {', '.join(formats.FORMATS)}")
+        if spec.format is not None and spec.format not in (*formats.FORMATS, "document"):
+            known = ", ".join((*formats.FORMATS, "document"))
+            problems.append(f"{where}: input format '{spec.format}' is not one of {known}")
         pattern = spec.path if Path(spec.path).is_absolute() else str(base / spec.path)
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         found = [p.resolve() for m in matches for p in _expand(Path(m))]
@@ -242,7 +243,8 @@ def _resolve_inputs(
 
 
 def _expand(path: Path) -> list[Path]:
-    """A file, a saved HF dataset directory, or every dataset file under a directory."""
+    """A file, a saved HF dataset directory, or every dataset file and document (PDF, DOCX, HTML …,
+    read by ``datamill.ingest``) under a directory."""
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -252,6 +254,9 @@ def _expand(path: Path) -> list[Path]:
     out = []
     for p in sorted(path.rglob("*")):
         if not p.is_file() or p.name.startswith(".") or p.name == "dataset_info.json":
+            continue
+        if ingest.is_pipeline_document(p):
+            out.append(p)
             continue
         try:
             container_of(p)

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import yaml
 
-from datamill import __version__, dataset_info, formats, ops
+from datamill import __version__, dataset_info, formats, ingest, ops
 from datamill.dataset import DatasetWriter, detect_format
 from datamill.errors import CannotExpress, DatamillError
 from datamill.io.readers import RawRow, iter_rows
@@ -212,13 +212,35 @@ class Runner:
 
     def _input_rows(self) -> Iterator[InputRow]:
         for file_index, spec in enumerate(self.recipe.inputs):
-            raw_rows = iter_rows(spec.path, spec.encoding)
+            if ingest.is_pipeline_document(spec.path, spec.format):  # PDF, DOCX, HTML …: one row per section
+                rows, fmt = ingest.raw_rows(spec.path), "datamill"
+            else:
+                rows, fmt = self._dataset_rows(spec)
+            for r in rows:
+                yield _input_row(file_index, fmt, r)
+
+    def _dataset_rows(self, spec) -> tuple[Iterator[RawRow], str]:
+        """The rows of a dataset file and its format. A file that is no dataset is read as a document
+        when ingest knows its type, else it becomes one quarantined row; a file that breaks part-way
+        (truncated JSON) keeps the rows before the break and quarantines the rest with the error."""
+        raw_rows = iter_rows(spec.path, spec.encoding)
+        try:
             head = list(itertools.islice(raw_rows, 100))
-            if not head:
-                continue
-            fmt = formats.get(spec.format) if spec.format else detect_format(spec.path, head)
-            for r in itertools.chain(head, raw_rows):
-                yield _input_row(file_index, fmt.name, r)
+            fmt = (formats.get(spec.format) if spec.format else detect_format(spec.path, head)) if head else None
+        except DatamillError as e:
+            if spec.path.suffix.lower() in ingest.EXTENSIONS:
+                return ingest.raw_rows(spec.path), "datamill"
+            return iter([RawRow(str(spec.path), None, 0, None, str(e), None)]), "datamill"
+
+        def rows() -> Iterator[RawRow]:
+            n = 0
+            try:
+                for n, r in enumerate(itertools.chain(head, raw_rows), 1):  # noqa: B007 - n counts rows read
+                    yield r
+            except DatamillError as e:
+                yield RawRow(str(spec.path), None, n, None, f"{e} (the {n} rows before it were read)", None)
+
+        return rows(), fmt.name if fmt else "datamill"
 
     def _chunk_count(self, stage: Stage) -> int:
         return len(list(self.stage_dir(stage).glob("chunk-*.stats.json")))

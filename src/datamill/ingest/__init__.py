@@ -1,0 +1,216 @@
+"""Ingest raw documents into pretraining ``text`` records with provenance.
+
+``read_documents(paths)`` walks files and directories and yields, per file, either ``Record``s (one
+per page / slide / sheet / heading section, ``meta`` = source, doc_type, page|slide|sheet|chapter,
+headings, section) or one ``Quarantined`` naming the file and saying why it cannot be read
+(encrypted, copy-protected, empty, truncated, unknown type). A bad file never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from datamill.dataset import Quarantined
+from datamill.ingest.base import DocumentError, Section, Source, nonempty
+from datamill.io.readers import RawRow
+from datamill.record import Record
+
+Reader = Callable[..., Iterable[Any]]
+
+
+def _pdf(src: Source, **opts: Any) -> Iterable[Any]:
+    from datamill.ingest import pdf
+
+    return pdf.read(src, engine=opts.get("pdf_engine"), tables=opts.get("pdf_tables", True))
+
+
+def _lazy(module: str, fn: str = "read") -> Reader:
+    def read(src: Source, **_: Any) -> Iterable[Any]:
+        import importlib
+
+        return getattr(importlib.import_module(f"datamill.ingest.{module}"), fn)(src)
+
+    return read
+
+
+READERS: dict[str, Reader] = {
+    "pdf": _pdf,
+    "docx": _lazy("office", "read_docx"),
+    "pptx": _lazy("office", "read_pptx"),
+    "xlsx": _lazy("office", "read_xlsx"),
+    "odt": _lazy("office", "read_odt"),
+    "html": _lazy("html"),
+    "epub": _lazy("epub"),
+    "rtf": _lazy("rtf"),
+    "eml": _lazy("eml"),
+    "markdown": _lazy("text", "read_markdown"),
+    "text": _lazy("text", "read_text"),
+    "csv": _lazy("text", "read_csv"),
+    "image": _lazy("image"),
+}
+EXTENSIONS = {
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".odt": "odt",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".epub": "epub",
+    ".rtf": "rtf",
+    ".eml": "eml",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".png": "image",
+}
+# extensions of files people keep next to documents but which are no documents
+OLD_BINARY = {".doc": "DOC", ".ppt": "PPT", ".xls": "XLS"}
+
+
+def doc_type(name: str, data: bytes | None = None) -> str | None:
+    """The document family from the extension, else from the first bytes; None when unknown."""
+    ext = os.path.splitext(name.lower())[1]
+    if ext in EXTENSIONS:
+        return EXTENSIONS[ext]
+    if data is None:
+        return None
+    head = data[:2048]
+    if head.startswith(b"%PDF"):
+        return "pdf"
+    if head.lstrip().startswith(b"{\\rtf"):
+        return "rtf"
+    if head[:4] == b"PK\x03\x04":
+        if b"word/" in head:
+            return "docx"
+        if b"ppt/" in head:
+            return "pptx"
+        if b"xl/" in head:
+            return "xlsx"
+        if b"application/epub+zip" in head:
+            return "epub"
+        if b"opendocument.text" in head:
+            return "odt"
+    lower = head.lower()
+    if b"<html" in lower or b"<!doctype html" in lower:
+        return "html"
+    return None
+
+
+def is_document(path: str | Path) -> bool:
+    return doc_type(str(path)) is not None
+
+
+def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files as given; directories walked in sorted order (hidden files skipped)."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
+                    yield f
+        else:
+            yield p
+
+
+def read_documents(paths: Iterable[str | Path], **options: Any) -> Iterator[Record | Quarantined]:
+    """Records of every readable document, one ``Quarantined`` per file that cannot be read.
+
+    Options: ``pdf_engine`` (``pymupdf`` | ``pypdf``), ``pdf_tables`` (find tables on PDF pages)."""
+    for index, path in enumerate(expand(paths)):
+        if not path.exists():
+            yield _error(str(path), index, "no such file or directory")
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            yield _error(str(path), index, f"cannot read: {e.strerror}")
+            continue
+        yield from read_source(Source(str(path), data), index, **options)
+
+
+def read_source(src: Source, index: int = 0, **options: Any) -> Iterator[Record | Quarantined]:
+    """One document (file or attachment) → its records, or a ``Quarantined`` naming it."""
+    kind = doc_type(src.name, src.data)
+    ext = os.path.splitext(src.name.lower())[1]
+    if kind is None:
+        if ext in OLD_BINARY:
+            yield _error(src.name, index, f"old binary {OLD_BINARY[ext]} format is not read; save it as {ext}x")
+        else:
+            known = ", ".join(sorted(EXTENSIONS))
+            yield _error(src.name, index, f"unknown document type '{ext or '(no extension)'}'; ingest reads {known}")
+        return
+    if not src.data.strip():
+        yield _error(src.name, index, f"empty file: no {kind} content")
+        return
+    try:
+        items = list(READERS[kind](src, **options))
+    except DocumentError as e:
+        yield _error(src.name, index, f"{kind}: {e}")
+        return
+    except ImportError as e:
+        yield _error(src.name, index, f"{kind}: the reader needs a package that is not installed ({e.name})")
+        return
+    except Exception as e:  # a reader library choking on a malformed file: report it, go on
+        yield _error(src.name, index, f"{kind}: cannot read ({type(e).__name__}: {e})")
+        return
+    sections = list(nonempty(it for it in items if isinstance(it, Section)))
+    nested = [it for it in items if isinstance(it, Source)]
+    if not sections and not nested:
+        yield _error(src.name, index, f"{kind}: no text found (empty document, or scanned pages without OCR)")
+        return
+    for n, section in enumerate(sections):
+        meta = {"source": src.name, "doc_type": kind, "section": n, **section.meta}
+        rec = Record(text=section.text, meta=meta)
+        rec.id = rec.compute_id()
+        yield rec
+    for inner in nested:
+        yield from read_source(inner, index, **options)
+
+
+# extensions that are documents only (.txt/.csv/.json are dataset files to the pipeline's readers)
+PIPELINE_DOCUMENTS = {ext for ext, kind in EXTENSIONS.items() if kind not in ("text", "csv")}
+
+
+def is_pipeline_document(path: str | Path, fmt: str | None = None) -> bool:
+    """Should a recipe input be read by ingest rather than as a dataset file? Yes for document-only
+    extensions (.pdf, .docx, .html, .md …) and for any file declared ``format: document``."""
+    return fmt == "document" or (fmt is None and Path(path).suffix.lower() in PIPELINE_DOCUMENTS)
+
+
+def raw_rows(path: str | Path, **options: Any) -> Iterator[RawRow]:
+    """One document as the pipeline's input rows: each record as a ``datamill``-format row (lossless,
+    with its provenance meta), an unreadable file as one error row that the run quarantines."""
+    for i, item in enumerate(read_documents([path], **options)):
+        if isinstance(item, Quarantined):
+            yield RawRow(f"{item.file}", None, i, None, item.error, None)
+        else:
+            where = f"{item.meta['source']}[#{item.meta['section']}]"
+            yield RawRow(where, None, i, item.to_dict())
+
+
+def _error(name: str, index: int, message: str) -> Quarantined:
+    return Quarantined(name, name, None, index, f"{name}: {message}", None, stage="ingest")
+
+
+__all__ = [
+    "DocumentError",
+    "Section",
+    "Source",
+    "doc_type",
+    "expand",
+    "is_document",
+    "is_pipeline_document",
+    "raw_rows",
+    "read_documents",
+    "read_source",
+]
