@@ -5,7 +5,6 @@ hashes live in SQLite in the step's work directory, not in RAM, so it scales pas
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import sqlite3
 import string
@@ -15,6 +14,7 @@ from typing import Literal
 
 import orjson
 
+from datamill.dedup.clusters import meta_number
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
 from datamill.record import Record
@@ -58,10 +58,7 @@ class ExactDedup(Global):
     def _value(self, rec: Record) -> float:
         if self.config.keep == "longest":
             return float(len(rec.part(self.config.part)))
-        value: object = rec.meta
-        for key in self.config.score_key.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -math.inf
+        return meta_number(rec.meta, self.config.score_key)
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
         self.context.workdir.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import shutil
-from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -39,6 +37,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from datamill.dedup import minhash as mh
+from datamill.dedup.clusters import ClusterSpool
 from datamill.dedup.index import MinHashIndex
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
@@ -68,7 +67,7 @@ class MinHashDedup(Global):
         fp_weight: float | None = Field(None, ge=0, le=1)
         verify: bool = True  # join candidates only when their signatures agree on ≥ threshold
         keep: Literal["first", "longest", "score"] = "first"
-        score_key: str = "quality_score"  # meta key read when keep = score (higher is better)
+        score_key: str = "quality_score"  # meta number read when keep = score (higher wins; dotted path ok)
         batch_size: int = Field(10_000, ge=1)
         partitions: int = Field(16, ge=1, le=4096)  # bucket files; memory ≈ records·bands·16 B / partitions
         hash_seed: int = 1
@@ -118,39 +117,25 @@ class MinHashDedup(Global):
             if len(sel):
                 f.write(sel.tobytes())
 
-    def _pass1(self, records: Iterable[Record], work: Path) -> tuple[int, array, array]:
+    def _pass1(self, records: Iterable[Record], spool: ClusterSpool) -> int:
         c = self.config
-        lengths, scores = array("q"), array("d")
-        self.id_offsets = array("Q")  # where each record's id starts in ids.txt
-        parts = [open(work / f"buckets-{p:03d}.bin", "wb") for p in range(c.partitions)]  # noqa: SIM115
-        n = 0
+        parts = [open(spool.work / f"buckets-{p:03d}.bin", "wb") for p in range(c.partitions)]  # noqa: SIM115
         try:
-            with (
-                open(work / "spool.jsonl", "wb") as spool,
-                open(work / "ids.txt", "wb") as ids,
-                open(work / "signatures.u32", "wb") as sig_file,
-            ):
+            with spool, open(spool.work / "signatures.u32", "wb") as sig_file:
                 texts: list[str] = []
                 for rec in records:
-                    spool.write(orjson.dumps(rec.to_dict()) + b"\n")
-                    self.id_offsets.append(ids.tell())
-                    ids.write(orjson.dumps(rec.id) + b"\n")
                     text = rec.part(c.part)
+                    spool.add(rec, text)
                     texts.append(text)
-                    lengths.append(len(text))
-                    if c.keep == "score":
-                        value = rec.meta.get(c.score_key)
-                        scores.append(float(value) if isinstance(value, int | float) else -math.inf)
-                    n += 1
                     if len(texts) >= c.batch_size:
-                        self._signature_batch(texts, n - len(texts), parts, sig_file)
+                        self._signature_batch(texts, spool.n - len(texts), parts, sig_file)
                         texts = []
                 if texts:
-                    self._signature_batch(texts, n - len(texts), parts, sig_file)
+                    self._signature_batch(texts, spool.n - len(texts), parts, sig_file)
         finally:
             for f in parts:
                 f.close()
-        return n, lengths, scores
+        return spool.n
 
     # ---- clustering ----------------------------------------------------------------------------
     def _cluster(self, n: int, work: Path) -> np.ndarray:
@@ -198,67 +183,17 @@ class MinHashDedup(Global):
             sig_map.madvise(mmap.MADV_DONTNEED)
         return ok
 
-    def _choose(self, roots: np.ndarray, lengths: array, scores: array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(cluster number per record or -1, kept record index per cluster, member indices)."""
-        n = len(roots)
-        sizes = np.bincount(roots, minlength=n)
-        members = np.flatnonzero(sizes[roots] > 1)
-        cluster_of = np.full(n, -1, np.int64)
-        if not len(members):
-            return cluster_of, np.zeros(0, np.int64), members
-        r = roots[members]
-        cluster_roots, number = np.unique(r, return_inverse=True)  # numbered by first member
-        cluster_of[members] = number
-        if self.config.keep == "first":
-            kept = cluster_roots
-        else:
-            if self.config.keep == "longest":
-                value = np.frombuffer(lengths, dtype=np.int64).astype(np.float64)
-            else:
-                value = np.frombuffer(scores, dtype=np.float64)
-            order = np.lexsort((members, -value[members], number))  # best, then earliest, per cluster
-            first_of = np.concatenate([[True], number[order][1:] != number[order][:-1]])
-            kept = members[order][first_of]
-        return cluster_of, kept, members
-
-    def _write_clusters(self, work: Path, cluster_of, kept, members) -> list[str]:
-        """clusters.jsonl, and the id of each cluster's kept record."""
-        offsets = np.frombuffer(self.id_offsets, dtype=np.uint64) if len(self.id_offsets) else np.zeros(0, np.uint64)
-        order = members[np.argsort(cluster_of[members], kind="stable")]  # by cluster, input order within
-        bounds = np.flatnonzero(np.diff(cluster_of[order])) + 1
-        kept_ids: list[str] = []
-        with open(work / "ids.txt", "rb") as f, open(work / "clusters.jsonl", "wb") as out:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if len(members) else None
-
-            def rid(i: int) -> str:
-                start = int(offsets[i])
-                return orjson.loads(mm[start : mm.find(b"\n", start)])
-
-            for number, group in enumerate(np.split(order, bounds) if len(order) else []):
-                kept_id = rid(int(kept[number]))
-                kept_ids.append(kept_id)
-                line = {"cluster": number, "members": [rid(int(i)) for i in group], "kept": kept_id}
-                out.write(orjson.dumps(line) + b"\n")
-            if mm is not None:
-                mm.close()
-        if self.config.clusters:
-            target = Path(self.config.clusters)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(work / "clusters.jsonl", tmp)
-            tmp.replace(target)
-        return kept_ids
-
     # ---- the operator --------------------------------------------------------------------------
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
         c = self.config
         work = self.context.workdir
         work.mkdir(parents=True, exist_ok=True)
-        n, lengths, scores = self._pass1(records, work)
+        spool = ClusterSpool(work, c.keep, c.score_key)
+        n = self._pass1(records, spool)
         roots = self._cluster(n, work)
-        cluster_of, kept, members = self._choose(roots, lengths, scores)
-        del lengths, scores, roots
-        kept_ids = self._write_clusters(work, cluster_of, kept, members)
+        cluster_of, kept, members = spool.choose(roots)
+        del roots
+        kept_ids = spool.write_clusters(cluster_of, kept, members, c.clusters)
         index = MinHashIndex(c.index, self._index_params()) if c.index else None
         in_corpus = self._check_index(index, work, n) if index is not None else {}
         self.stats.update(records=n, clusters=len(kept), dropped=int(len(members) - len(kept)))
@@ -266,8 +201,8 @@ class MinHashDedup(Global):
         (work / "summary.json").write_bytes(
             orjson.dumps({**self.stats, "bands": self.bands, "rows": self.rows, "num_perm": self.config.num_perm})
         )
-        outputs = emit_clustered(
-            work, cluster_of, kept, kept_ids, "near_dup_cluster", "near_duplicate_of", self.reason_text, in_corpus
+        outputs = spool.emit(
+            cluster_of, kept, kept_ids, "near_dup_cluster", "near_duplicate_of", self.reason_text, in_corpus
         )
         new_rows, new_ids = [], []
         for i, item in enumerate(outputs):
@@ -279,8 +214,7 @@ class MinHashDedup(Global):
             sig = np.fromfile(work / "signatures.u32", dtype=np.uint32).reshape(n, c.num_perm)
             index.add(sig[np.asarray(new_rows)], new_ids)
             self.counters["added_to_index"] += len(new_rows)
-        for name in ("spool.jsonl", "signatures.u32", "ids.txt"):  # keep clusters.jsonl and summary.json
-            (work / name).unlink(missing_ok=True)
+        spool.cleanup("signatures.u32")
 
     def _index_params(self) -> dict:
         c = self.config
@@ -309,28 +243,3 @@ class MinHashDedup(Global):
                     found[lo + j] = hit
         self.counters["near_duplicates_of_index"] += len(found)
         return found
-
-
-def emit_clustered(work, cluster_of, kept, kept_ids, cluster_key: str, dup_key: str, reason: str, external=None):
-    """Pass 2 of a clustering dedup: re-read the spool and yield every record once, in input order —
-    the kept member of each cluster (and unclustered records) as records, the others as ``Drop``
-    with the cluster number and the kept record's id in meta. ``external`` maps a record number to
-    the id of an already-indexed record it duplicates: those are dropped too."""
-    external = external or {}
-    with open(work / "spool.jsonl", "rb") as spool:
-        for i, line in enumerate(spool):
-            rec = Record.from_dict(orjson.loads(line))
-            if i in external:
-                rec.meta[dup_key] = external[i]
-                yield Drop(rec, f"{reason} of the index")
-                continue
-            number = int(cluster_of[i])
-            if number < 0:
-                yield rec
-                continue
-            rec.meta[cluster_key] = number
-            if kept[number] == i:
-                yield rec
-            else:
-                rec.meta[dup_key] = kept_ids[number]
-                yield Drop(rec, reason)

@@ -19,7 +19,6 @@ former), exactly as ``minhash_dedup`` writes them.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,11 +29,11 @@ import orjson
 from pydantic import Field
 
 from datamill.dedup import minhash as mh
+from datamill.dedup.clusters import ClusterSpool
 from datamill.errors import DatamillError
 from datamill.llm.embeddings import EmbedConfig, get_embedder
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
-from datamill.ops.minhash_dedup import MinHashDedup, emit_clustered
 from datamill.record import Record
 
 EXACT_UP_TO = 20_000  # index: auto uses exact matrix products up to this many vectors, usearch above
@@ -62,14 +61,10 @@ class SemanticDedup(Global):
         index: Literal["auto", "usearch", "exact"] = "auto"
         neighbors: int = Field(16, ge=1, le=1024)  # usearch: nearest neighbours searched per record
         keep: Literal["first", "longest", "score"] = "first"
-        score_key: str = "quality_score"  # meta key read when keep = score (higher is better)
+        score_key: str = "quality_score"  # meta number read when keep = score (higher wins; dotted path ok)
         batch_size: int = Field(1024, ge=1)  # texts per embedding call
         block: int = Field(2048, ge=1)  # rows per matrix product / index search
         clusters: str | None = None  # also write clusters.jsonl to this path
-
-    # the cluster bookkeeping is minhash_dedup's: keep policy, clusters.jsonl, kept ids
-    _choose = MinHashDedup._choose
-    _write_clusters = MinHashDedup._write_clusters
 
     def __init__(self, config, context):
         super().__init__(config, context)
@@ -92,38 +87,24 @@ class SemanticDedup(Global):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         out.write((vectors / np.maximum(norms, 1e-12)).astype(np.float32).tobytes())  # whatever the backend did
 
-    def _pass1(self, records: Iterable[Record], work: Path) -> tuple[int, array, array, np.ndarray]:
-        """Spool and embed; returns (records, lengths, scores, record index of each embedding row)."""
+    def _pass1(self, records: Iterable[Record], spool: ClusterSpool) -> np.ndarray:
+        """Spool and embed; returns the record index of each embedding row (non-empty texts only)."""
         c = self.config
-        lengths, scores = array("q"), array("d")
         rows = array("q")  # records with a non-empty part, in order: one embedding row each
-        self.id_offsets = array("Q")  # where each record's id starts in ids.txt
-        n = 0
-        with (
-            open(work / "spool.jsonl", "wb") as spool,
-            open(work / "ids.txt", "wb") as ids,
-            open(work / "embeddings.f32", "wb") as emb,
-        ):
+        with spool, open(spool.work / "embeddings.f32", "wb") as emb:
             texts: list[str] = []
             for rec in records:
-                spool.write(orjson.dumps(rec.to_dict()) + b"\n")
-                self.id_offsets.append(ids.tell())
-                ids.write(orjson.dumps(rec.id) + b"\n")
                 text = rec.part(c.part)
-                lengths.append(len(text))
+                spool.add(rec, text)
                 text = text.strip()
                 if text:
-                    rows.append(n)
+                    rows.append(spool.n - 1)
                 texts.append(text)
-                if c.keep == "score":
-                    value = rec.meta.get(c.score_key)
-                    scores.append(float(value) if isinstance(value, int | float) else -math.inf)
-                n += 1
                 if len(texts) >= c.batch_size:
                     self._embed_batch(texts, emb)
                     texts = []
             self._embed_batch(texts, emb)
-        return n, lengths, scores, np.frombuffer(rows, dtype=np.int64).copy()
+        return np.frombuffer(rows, dtype=np.int64).copy()
 
     # ---- pairs (of embedding rows) -------------------------------------------------------------
     def _pairs_exact(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,17 +179,18 @@ class SemanticDedup(Global):
         work = self.context.workdir
         work.mkdir(parents=True, exist_ok=True)
         self.dim = 0
-        n, lengths, scores, rows = self._pass1(records, work)
+        spool = ClusterSpool(work, self.config.keep, self.config.score_key)
+        rows = self._pass1(records, spool)
+        n = spool.n
         roots = self._cluster(n, rows, work)
-        cluster_of, kept, members = self._choose(roots, lengths, scores)
-        del lengths, scores, roots
-        kept_ids = self._write_clusters(work, cluster_of, kept, members)
+        cluster_of, kept, members = spool.choose(roots)
+        del roots
+        kept_ids = spool.write_clusters(cluster_of, kept, members, self.config.clusters)
         self.stats.update(records=n, embedded=len(rows), clusters=len(kept))
         self.stats.update(dropped=int(len(members) - len(kept)))
         summary = {**self.stats, "threshold": self.config.threshold, "model": getattr(self.embedder, "name", None)}
         (work / "summary.json").write_bytes(orjson.dumps(summary))
-        yield from emit_clustered(
-            work, cluster_of, kept, kept_ids, "semantic_dup_cluster", "semantic_duplicate_of", self.reason_text
+        yield from spool.emit(
+            cluster_of, kept, kept_ids, "semantic_dup_cluster", "semantic_duplicate_of", self.reason_text
         )
-        for name in ("spool.jsonl", "embeddings.f32", "ids.txt"):  # keep clusters.jsonl and summary.json
-            (work / name).unlink(missing_ok=True)
+        spool.cleanup("embeddings.f32")
