@@ -32,8 +32,10 @@ from datamill.errors import DatamillError
 from datamill.ingest.command import ingest_command
 from datamill.inspect import inspect as inspect_file
 from datamill.llm.cli import llm_app
+from datamill.ops.select import select_command
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
+from datamill.report import handoff_command, report_command
 
 app = typer.Typer(
     help="Build LLM training data: convert, validate and inspect datasets in every trainer's format.",
@@ -42,7 +44,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(llm_app, name="llm")
-app.command("ingest")(ingest_command)
 out = Console()
 err = Console(stderr=True)
 
@@ -370,6 +371,13 @@ def ops_cmd(name: Annotated[str | None, typer.Argument(help="Show one operator i
 
 def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# commands whose code lives with their subject (listed after the ones above in --help)
+app.command("ingest")(ingest_command)
+app.command("select")(select_command)
+app.command("report")(report_command)
+app.command("handoff")(handoff_command)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m datamill`

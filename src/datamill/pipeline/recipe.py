@@ -55,6 +55,8 @@ class OutputModel(_Strict):
     container: Literal["jsonl", "json", "parquet", "csv"] = "jsonl"
     shard_size: int | None = Field(default=None, ge=1)
     name: str | None = None
+    split_key: str = "split"  # records with this meta field (the split op's) go to data-<split>-NNNNN files
+    report: bool = False  # also write report.html and README.md (dataset card) at the end of the run
 
 
 class RecipeModel(_Strict):

@@ -123,6 +123,7 @@ class Runner:
         self.inputs = [fingerprint_file(f.path) for f in recipe.inputs]
         self.fingerprint = self._fingerprint()
         self.resumed = 0
+        self.split_of: dict[str, str | None] = {}  # output file name → its split (None: no split)
 
     def _fingerprint(self) -> str:
         r = self.recipe
@@ -370,44 +371,65 @@ class Runner:
             quarantine_writer.abort()
             raise
         stats = self._stats(output_drops, len(shards))
+        splits: Counter[str] = Counter()
+        for w in shards:
+            if self.split_of.get(w.path.name):
+                splits[self.split_of[w.path.name]] += w.count
+        if splits:
+            stats["splits"] = dict(sorted(splits.items()))
         (self.outdir / "stats.json").write_text(
             json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         self._register(shards)
         names = [w.path.name for w in shards]
+        if self.recipe.output.report:
+            from datamill.report import write_report
+
+            names += [p.name for p in write_report(self.outdir)]
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
 
     def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[DatasetWriter]:
+        """The kept records as ``data-NNNNN`` shards — or ``data-<split>-NNNNN`` per split when records
+        carry ``meta[split_key]`` (the split op) — at most ``shard_size`` records each."""
         out = self.recipe.output
         sdir = self.stage_dir(last)
         records = (rec for i in range(self._chunk_count(last)) for rec in read_chunk(sdir / f"{chunk_name(i)}.jsonl"))
         shards: list[DatasetWriter] = []
+        open_by_split: dict[str | None, DatasetWriter] = {}
+        made: Counter[str | None] = Counter()
 
-        def new_shard() -> DatasetWriter:
-            shards.append(
-                DatasetWriter(self.outdir / f"data-{len(shards):05d}.{out.container}", out.format, register=False)
-            )
-            return shards[-1]
+        def writer_for(split: str | None) -> DatasetWriter:
+            w = open_by_split.get(split)
+            if w is not None and not (out.shard_size and w.count >= out.shard_size):
+                return w
+            if w is not None:
+                w.commit()
+            prefix = f"data-{_safe_name(split)}-" if split else "data-"
+            w = DatasetWriter(self.outdir / f"{prefix}{made[split]:05d}.{out.container}", out.format, register=False)
+            made[split] += 1
+            self.split_of[w.path.name] = split
+            shards.append(w)
+            open_by_split[split] = w
+            return w
 
-        writer: DatasetWriter | None = None
         try:
             for rec in records:
-                if writer is None or (out.shard_size and writer.count >= out.shard_size):
-                    if writer is not None:
-                        writer.commit()
-                    writer = new_shard()
+                split = rec.meta.get(out.split_key)
+                writer = writer_for(split if isinstance(split, str) and split else None)
                 try:
                     writer.write(rec)
                 except CannotExpress as e:
                     reason = f"{out.format} cannot hold it: {e}"
                     output_drops[reason] += 1
                     dropped.write(drop_entry(rec, len(self.recipe.steps), "output", reason))
-            writer = writer or new_shard()  # nothing kept: one empty shard, so the output exists
-            writer.commit()
+            if not shards:
+                writer_for(None)  # nothing kept: one empty shard, so the output exists
+            for w in open_by_split.values():
+                w.commit()
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            for w in open_by_split.values():
+                w.abort()
             raise
         return shards
 
@@ -502,12 +524,18 @@ class Runner:
         tmp.replace(self.outdir / LOCK)
 
     def _register(self, shards: list[DatasetWriter]) -> None:
-        """dataset_info.json entries so LLaMA-Factory loads the shards with ``dataset: NAME``."""
+        """dataset_info.json entries so LLaMA-Factory loads the shards with ``dataset: NAME`` (per split:
+        ``NAME_train``, ``NAME_validation`` …; several shards of one split get ``-NNNNN``)."""
         name = self.recipe.output.name or self.recipe.name
-        for i, w in enumerate(shards):
+        per_split = Counter(self.split_of.get(w.path.name) for w in shards)
+        seen: Counter[str | None] = Counter()
+        for w in shards:
+            split = self.split_of.get(w.path.name)
+            base = f"{name}_{split}" if split else name
             entry = w.format.dataset_info(w.columns, w.ranking, w.roles)
             if entry is not None:
-                dataset_info.update(w.path, name if len(shards) == 1 else f"{name}-{i:05d}", entry)
+                dataset_info.update(w.path, base if per_split[split] == 1 else f"{base}-{seen[split]:05d}", entry)
+            seen[split] += 1
 
 
 def _resolved_options(step: Step, raw: dict[str, Any]) -> dict[str, Any]:
@@ -520,6 +548,11 @@ def _resolved_options(step: Step, raw: dict[str, Any]) -> dict[str, Any]:
         if key in resolved and "${" in json.dumps(value):
             resolved[key] = value
     return resolved
+
+
+def _safe_name(value: str) -> str:
+    """A split name usable in a file name."""
+    return "".join(ch if ch.isalnum() or ch in "._" else "_" for ch in value)[:64] or "_"
 
 
 def _maybe_crash() -> None:

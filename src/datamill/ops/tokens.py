@@ -1,0 +1,164 @@
+"""count_tokens and cutoff_len: token counts from a real tokenizer, offline.
+
+Trainers cut every example at ``cutoff_len`` tokens, so a length in characters or words is only a
+guess. The tokenizer is chosen by ``tokenizer``:
+
+- ``embedded`` (default): the vocabulary of the shipped Gemma 3 GGUF, loaded by llama-cpp-python
+  with ``vocab_only`` (no weights, well under a second);
+- a path to a ``tokenizer.json`` (or a directory holding one): any Hugging Face fast tokenizer,
+  loaded with the ``tokenizers`` package — use the one of the model you will train;
+- a path to a ``.gguf`` file: that model's vocabulary.
+
+``count_tokens`` writes ``meta["tokens"] = {"prompt", "response", "total"}``. The prompt is the
+system prompt and the user/tool turns, the response the assistant/function turns; for a preference
+pair the response is the longer of chosen and rejected (each is trained as prompt + that answer) and
+earlier turns are prompt;
+for a pretraining document everything is ``total``. ``per_turn`` adds the chat template's tokens
+per message (role markers), which the trainer counts too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from datamill.errors import DatamillError
+from datamill.ops import register
+from datamill.ops.base import Filter, Mapper, OpConfig
+from datamill.record import Record
+
+_CACHE: dict[str, Tokenizer] = {}
+_LOCK = threading.Lock()
+
+
+class Tokenizer:
+    """``count(text) -> int`` over one of the supported backends (see the module docstring)."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.name, self._encode = _load(spec)
+
+    def count(self, text: str) -> int:
+        return len(self._encode(text)) if text else 0
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._encode(text)) if text else []
+
+
+def _load(spec: str) -> tuple[str, Any]:
+    if spec == "embedded":
+        from datamill.llm.embedded import default_model_path
+
+        return _load_gguf(default_model_path())
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.exists():
+        raise DatamillError(
+            f"tokenizer not found: {spec} (give 'embedded', a tokenizer.json file or directory, or a .gguf file)"
+        )
+    if path.suffix == ".gguf":
+        return _load_gguf(path)
+    try:
+        from tokenizers import Tokenizer as HFTokenizer
+    except ImportError:
+        raise DatamillError("a tokenizer.json needs the tokenizers package: pip install tokenizers") from None
+    try:
+        tok = HFTokenizer.from_file(str(path))
+    except Exception as e:  # the tokenizers error type is not exported
+        raise DatamillError(f"{path}: not a Hugging Face tokenizer.json ({e})") from None
+    tok.no_padding()  # some files pad or truncate to a fixed length: we want the true count
+    tok.no_truncation()
+    return path.parent.name or path.name, lambda text: tok.encode(text, add_special_tokens=False).ids
+
+
+def _load_gguf(path: Path) -> tuple[str, Any]:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise DatamillError("a GGUF tokenizer needs llama-cpp-python: pip install 'datamill[llm]'") from None
+    from datamill.llm.embedded import _quiet_llama_logs
+
+    _quiet_llama_logs()
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    atexit.register(llm.close)  # freeing it during interpreter teardown prints an ignored exception
+    return path.stem, lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+
+def get_tokenizer(spec: str = "embedded") -> Tokenizer:
+    """One tokenizer per spec and process (workers load it lazily, once)."""
+    with _LOCK:
+        if spec not in _CACHE:
+            _CACHE[spec] = Tokenizer(spec)
+        return _CACHE[spec]
+
+
+def record_tokens(record: Record, tok: Tokenizer, per_turn: int = 0) -> dict[str, int]:
+    """{"prompt", "response", "total"} tokens of one record (see the module docstring)."""
+    if record.text is not None:
+        n = tok.count(record.text)
+        return {"prompt": 0, "response": n, "total": n}
+    prompt = tok.count(record.system or "") + (per_turn if record.system else 0)
+    response = 0
+    pair_record = record.chosen is not None or record.rejected is not None
+    for m in record.messages:
+        n = tok.count(m.content) + per_turn
+        if m.role in ("assistant", "function") and not pair_record:
+            response += n
+        else:
+            prompt += n
+    pair = [tok.count(m.content) + per_turn for m in (record.chosen, record.rejected) if m is not None]
+    response += max(pair, default=0)
+    return {"prompt": prompt, "response": response, "total": prompt + response}
+
+
+class _TokenConfig(OpConfig):
+    tokenizer: str = "embedded"  # embedded | path to tokenizer.json (or its directory) | path to .gguf
+    per_turn: int = Field(0, ge=0)  # template tokens per message (role markers) the trainer adds
+
+
+@register
+class CountTokens(Mapper):
+    """Write ``meta["tokens"] = {"prompt", "response", "total"}`` and sum them in the counters."""
+
+    name = "count_tokens"
+
+    class Config(_TokenConfig):
+        pass
+
+    def map(self, record: Record) -> Record:
+        counts = record_tokens(record, get_tokenizer(self.config.tokenizer), self.config.per_turn)
+        record.meta["tokens"] = counts
+        for part, n in counts.items():
+            self.counters[f"{part}_tokens"] += n
+        return record
+
+
+@register
+class CutoffLen(Filter):
+    """Drop (or, with ``action: report``, only count) records longer than the trainer's
+    ``cutoff_len``: they would be truncated in training, often mid-answer."""
+
+    name = "cutoff_len"
+
+    class Config(_TokenConfig):
+        cutoff_len: int = Field(ge=1)
+        action: Literal["drop", "report"] = "drop"
+
+    def reason(self, record: Record) -> str | None:
+        c = self.config
+        counts = record.meta.get("tokens")
+        if not (isinstance(counts, dict) and isinstance(counts.get("total"), int)):
+            counts = record_tokens(record, get_tokenizer(c.tokenizer), c.per_turn)
+            record.meta["tokens"] = counts
+        if counts["total"] <= c.cutoff_len:
+            return None
+        self.counters["over_cutoff_len"] += 1
+        self.counters["tokens_truncated"] += counts["total"] - c.cutoff_len
+        if c.action == "report":
+            return None
+        return f"longer than cutoff_len {c.cutoff_len} tokens"

@@ -1,0 +1,424 @@
+"""``datamill report OUTDIR``: OUTDIR/report.html (one self-contained page) and OUTDIR/README.md (a
+Hugging Face-style dataset card), both regenerated from what a run left behind: stats.json (the
+funnel, counters, split sizes, mix ratios), dropped.jsonl (examples per drop reason),
+recipe.lock.yaml (sources and processing steps) and the data files (token lengths, languages,
+sources, turns, scores). Numbers shown for steps come from stats.json verbatim."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+import yaml
+
+from datamill.errors import DatamillError
+from datamill.record import Record
+from datamill.report.svg import PALETTE, hbars, histogram
+
+EXAMPLES_PER_REASON = 3
+
+
+@dataclass
+class ReportData:
+    outdir: Path
+    stats: dict[str, Any]
+    lock: dict[str, Any]
+    drops: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (step, op, reason) → n
+    examples: dict[tuple[int, str, str], list[str]] = field(default_factory=dict)
+    records: int = 0
+    prompt_len: list[int] = field(default_factory=list)
+    response_len: list[int] = field(default_factory=list)
+    length_unit: str = "tokens"
+    langs: Counter = field(default_factory=Counter)
+    sources: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)
+    turns: Counter = field(default_factory=Counter)
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    mixes: list[tuple[int, dict[str, dict[str, float]]]] = field(default_factory=list)
+    instructions: list[tuple[str, str]] = field(default_factory=list)  # (lang, first user turn)
+    dataset_name: str = ""
+    data_files: list[str] = field(default_factory=list)
+
+
+def _preview(record: dict[str, Any], limit: int = 240) -> str:
+    if record.get("text") is not None:
+        text = record["text"]
+    else:
+        text = " ⏎ ".join(f"{m.get('role')}: {m.get('content')}" for m in record.get("messages") or [])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _lengths_counter(tokenizer: str):
+    """A function text → length, and its unit: the tokenizer's tokens, or words when none loads."""
+    try:
+        from datamill.ops.tokens import get_tokenizer
+
+        tok = get_tokenizer(tokenizer)
+        tok.count("probe")
+        return tok.count, "tokens"
+    except (DatamillError, ImportError):
+        from datamill.ops.length import count_words
+
+        return count_words, "words"
+
+
+def collect(outdir: str | Path, tokenizer: str = "embedded") -> ReportData:
+    import datamill
+    from datamill.clean.text import script_lang
+    from datamill.ops.mix import effective_ratio
+
+    out = Path(outdir)
+    stats_path = out / "stats.json"
+    if not stats_path.exists():
+        raise DatamillError(f"{out}: no stats.json here; give the output directory of a `datamill run`")
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    lock_path = out / "recipe.lock.yaml"
+    lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.exists() else {}
+    data = ReportData(out, stats, lock or {})
+    dropped = out / "dropped.jsonl"
+    if dropped.exists():
+        with open(dropped, "rb") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    d = orjson.loads(line)
+                    key = (int(d["step"]), str(d["op"]), str(d["reason"]))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    raise DatamillError(f"{dropped}:{n}: not a datamill drop entry") from None
+                data.drops[key] = data.drops.get(key, 0) + 1
+                ex = data.examples.setdefault(key, [])
+                if len(ex) < EXAMPLES_PER_REASON:
+                    ex.append(_preview(d.get("record") or {}))
+    info_path = out / "dataset_info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    data.dataset_name = next(iter(info), stats.get("recipe", "dataset"))
+    data.data_files = sorted(p.name for p in out.glob("data-*") if p.is_file())
+    length, data.length_unit = _lengths_counter(tokenizer)
+    for name in data.data_files:
+        originals = _original_sources(out / name)
+        for rec in datamill.read(out / name):
+            source = next(originals, None)
+            if not isinstance(rec, Record):
+                continue
+            if source:
+                rec.meta["source"] = source  # the reader sets meta.source to the output file itself
+            data.records += 1
+            _measure(data, rec, length, script_lang)
+    for step in stats.get("steps", []):
+        counters = step.get("counters") or {}
+        if step.get("op") == "split":
+            data.splits = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("split:")}
+        if step.get("op") == "mix":
+            data.mixes.append((step["step"], effective_ratio(counters)))
+    return data
+
+
+def _original_sources(path: Path):
+    """meta.source as the run wrote it (the input file), per row of a jsonl output; None elsewhere."""
+    if path.suffix != ".jsonl":
+        while True:
+            yield None
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                meta = orjson.loads(line).get("meta")
+            except (orjson.JSONDecodeError, AttributeError):
+                meta = None
+            yield meta.get("source") if isinstance(meta, dict) else None
+    while True:
+        yield None
+
+
+def _measure(data: ReportData, rec: Record, length, script_lang) -> None:
+    meta = rec.meta
+    data.kinds[rec.kind] += 1
+    tokens = meta.get("tokens")
+    if isinstance(tokens, dict) and data.length_unit == "tokens" and isinstance(tokens.get("total"), int):
+        prompt, response = tokens.get("prompt", 0), tokens.get("response", 0)
+    elif rec.text is not None:
+        prompt, response = 0, length(rec.text)
+    else:
+        prompt, response = length(rec.part("prompt")), length(rec.part("answer"))
+    if rec.text is None:
+        data.prompt_len.append(prompt)
+        data.turns[sum(m.role == "user" for m in rec.messages)] += 1
+    data.response_len.append(response)
+    lang = meta.get("lang") or script_lang(rec.part("all")[:2000], strict=False) or "other"
+    data.langs[str(lang)] += 1
+    first_user = next((m.content for m in rec.messages if m.role == "user"), None)
+    if first_user:
+        data.instructions.append((str(lang), first_user[:300]))
+    source = meta.get("source")
+    data.sources[Path(str(source)).name if source else "(not recorded)"] += 1
+    for key, value in meta.items():
+        if "score" in key and isinstance(value, int | float) and not isinstance(value, bool):
+            data.scores.setdefault(key, []).append(float(value))
+
+
+# ---- HTML ----------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans","PingFang SC","Microsoft YaHei",sans-serif;
+margin:2rem auto;max-width:980px;color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.cards{display:flex;gap:.8rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem}
+.card b{display:block;font-size:1.4rem}.muted{color:#777}.empty{color:#999;font-style:italic}
+table{border-collapse:collapse;font-size:.9rem}td,th{border-bottom:1px solid #eee;padding:.25rem .6rem;text-align:left}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}details{margin:.2rem 0}
+pre{white-space:pre-wrap;background:#f7f7f7;padding:.4rem;border-radius:4px;font-size:.8rem}
+.ok{color:#2a7d2a}.bad{color:#b00}svg text{font-family:inherit}
+"""
+
+
+def _n(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else escape(str(v))
+
+
+def _card(label: str, key: str, value: Any) -> str:
+    return f'<div class="card"><b data-stat="{key}">{_n(value)}</b>{escape(label)}</div>'
+
+
+def render_html(data: ReportData) -> str:
+    s = data.stats
+    name = escape(str(s.get("recipe", data.dataset_name)))
+    parts = [
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>datamill report: {name}</title>',
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{name}</h1><p class='muted'>datamill report of <code>{escape(str(data.outdir))}</code></p>",
+        '<div class="cards">',
+        _card("records read", "input", s.get("input", 0)),
+        _card("generated", "generated", s.get("generated", 0)),
+        _card("kept", "kept", s.get("kept", 0)),
+        _card("dropped", "dropped", s.get("dropped", 0)),
+        _card("quarantined", "quarantined", s.get("quarantined", 0)),
+        "</div>",
+    ]
+    balanced = s.get("balanced")
+    parts.append(
+        f"<p class='{'ok' if balanced else 'bad'}'>accounting "
+        f"{'balanced' if balanced else 'NOT balanced'}: read + generated = kept + dropped + quarantined</p>"
+    )
+    parts.append(_funnel(data))
+    parts.append(_drops(data))
+    parts.append(f"<h2>Lengths ({data.length_unit})</h2>")
+    parts.append(f"<h3>Prompt</h3>{histogram(data.prompt_len, label=data.length_unit)}")
+    parts.append(f"<h3>Response / document</h3>{histogram(data.response_len, label=data.length_unit)}")
+    parts.append(f"<h2>Mix of the output ({data.records:,} records)</h2>")
+    for title, counter, color in (
+        ("Language", data.langs, PALETTE[1]),
+        ("Source", data.sources, PALETTE[2]),
+        ("Kind", data.kinds, PALETTE[4]),
+    ):
+        parts.append(f"<h3>{title}</h3>{hbars(counter.most_common(20), color=color)}")
+    turns = sorted(data.turns.items())
+    parts.append(f"<h3>User turns per dialogue</h3>{hbars([(str(k), v) for k, v in turns], color=PALETTE[5])}")
+    parts.append(_instruction_types(data))
+    if data.scores:
+        parts.append("<h2>Scores</h2>")
+        for key, values in sorted(data.scores.items()):
+            parts.append(f"<h3>{escape(key)}</h3>{histogram(values, label=key)}")
+    dup = sum(n for (_, _, reason), n in data.drops.items() if "duplicate" in reason)
+    parts.append(f"<h2>Duplicates</h2><p><b data-stat='duplicates'>{dup:,}</b> records dropped as duplicates</p>")
+    parts.append("<h2>Splits</h2>")
+    if data.splits:
+        parts.append(hbars(sorted(data.splits.items()), color=PALETTE[3]))
+        parts.append(_table(["split", "records"], [(k, v) for k, v in sorted(data.splits.items())], "split"))
+    else:
+        parts.append('<p class="empty">no split step in this run</p>')
+    for step, ratio in data.mixes:
+        parts.append(f"<h2>Mix (step {step})</h2>")
+        rows = [
+            (
+                src,
+                f"{r.get('share', 0):.4%}",
+                f"{r.get('target', 0):.4%}",
+                int(r.get("units", 0)),
+                int(r.get("records", 0)),
+            )
+            for src, r in ratio.items()
+        ]
+        parts.append(_table(["source", "effective share", "requested", "units", "records"], rows, "mix"))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _instruction_types(data: ReportData) -> str:
+    """Root verb and verb → object of the first user turn, per language (Self-Instruct's figure)."""
+    from datamill.report.instruction_types import instruction_types
+
+    parts = ["<h2>Instruction types</h2>"]
+    by_lang = instruction_types(data.instructions)
+    if not by_lang:
+        return parts[0] + '<p class="empty">no English or Chinese instructions</p>'
+    for lang, pairs in sorted(by_lang.items()):
+        verbs: Counter = Counter()
+        for (verb, _), n in pairs.items():
+            verbs[verb] += n
+        with_object = [(f"{v} → {o}", n) for (v, o), n in pairs.most_common() if o][:15]
+        parts.append(
+            f"<h3>{escape(lang)}: root verbs ({sum(pairs.values()):,} instructions)</h3>"
+            f"{hbars(verbs.most_common(15), color=PALETTE[6])}"
+            f"<h3>{escape(lang)}: verb → object</h3>{hbars(with_object, color=PALETTE[7])}"
+        )
+    return "".join(parts)
+
+
+def _table(head: list[str], rows: list[tuple], kind: str) -> str:
+    th = "".join(f"<th{' class=n' if i else ''}>{escape(h)}</th>" for i, h in enumerate(head))
+    body = "".join(
+        f'<tr data-{kind}="{escape(str(r[0]))}">'
+        + "".join(f"<td{' class=n' if i else ''}>{_n(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _funnel(data: ReportData) -> str:
+    steps = data.stats.get("steps", [])
+    rows = []
+    for st in steps:
+        dropped = sum(st.get("dropped", {}).values())
+        rows.append(
+            f'<tr data-step="{st["step"]}" data-in="{st["in"]}" data-out="{st["out"]}" data-dropped="{dropped}">'
+            f"<td>{st['step']}</td><td>{escape(st['op'])}</td><td class=n>{st['in']:,}</td>"
+            f"<td class=n>{st.get('generated', 0):,}</td><td class=n>{st['out']:,}</td>"
+            f"<td class=n>{dropped:,}</td><td class=n>{st.get('seconds', 0):.2f}</td></tr>"
+        )
+    chart = hbars([(f"{st['step']} {st['op']}", st["out"]) for st in steps], unit=" kept")
+    head = "<tr><th>step</th><th>op</th><th class=n>in</th><th class=n>generated</th><th class=n>out</th>"
+    head += "<th class=n>dropped</th><th class=n>seconds</th></tr>"
+    return f"<h2>Funnel</h2>{chart}<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _drops(data: ReportData) -> str:
+    parts = ["<h2>Drop reasons</h2>"]
+    any_drop = False
+    for st in data.stats.get("steps", []):
+        for reason, n in sorted(st.get("dropped", {}).items(), key=lambda kv: -kv[1]):
+            any_drop = True
+            examples = data.examples.get((st["step"], st["op"], reason), [])
+            ex = "".join(f"<pre>{escape(e)}</pre>" for e in examples) or '<p class="empty">no examples kept</p>'
+            parts.append(
+                f'<details data-reason="{escape(reason)}" data-step="{st["step"]}" data-count="{n}">'
+                f"<summary>step {st['step']} {escape(st['op'])}: {escape(reason)} — <b>{n:,}</b></summary>"
+                f"{ex}</details>"
+            )
+    if not any_drop:
+        parts.append('<p class="empty">nothing was dropped</p>')
+    return "".join(parts)
+
+
+# ---- dataset card --------------------------------------------------------------------------------
+
+
+def _size_category(n: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < bound:
+            return label
+    return "n>1M"
+
+
+def render_card(data: ReportData, license: str = "other") -> str:
+    s, lock = data.stats, data.lock
+    recipe = lock.get("recipe") or {}
+    resolved = lock.get("resolved") or {}
+    langs = [lang for lang, _ in data.langs.most_common() if lang in ("en", "zh")] or ["en"]
+    kinds = set(data.kinds)
+    tasks = ["text-generation"] + (["question-answering"] if "sft" in kinds else [])
+    front = {
+        "pretty_name": s.get("recipe", data.dataset_name),
+        "license": license,
+        "language": langs,
+        "task_categories": tasks,
+        "size_categories": [_size_category(s.get("kept", 0))],
+        "tags": ["datamill", *sorted(kinds)],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data-*"}]}],
+    }
+    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(), "---", ""]
+    lines += [f"# {front['pretty_name']}", ""]
+    desc = recipe.get("description") or "Training data built with datamill from the sources below."
+    lines += [desc, ""]
+    lines += [
+        "## Summary",
+        "",
+        "| read | generated | kept | dropped | quarantined |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {s.get('input', 0):,} | {s.get('generated', 0):,} | {s.get('kept', 0):,} | {s.get('dropped', 0):,} "
+        f"| {s.get('quarantined', 0):,} |",
+        "",
+    ]
+    lines += ["## Sources", "", "| file | bytes | blake2b |", "|---|---:|---|"]
+    for fp in lock.get("input_fingerprints") or []:
+        lines.append(f"| `{fp.get('path')}` | {fp.get('size', 0):,} | `{fp.get('blake2b', '')}` |")
+    lines += ["", "Each source keeps its own licence; check them before publishing.", ""]
+    lines += [
+        "## Processing steps",
+        "",
+        "From `recipe.lock.yaml` (options as resolved), with the records each step kept:",
+        "",
+    ]
+    counts = {st["step"]: st for st in s.get("steps", [])}
+    for i, step in enumerate(resolved.get("steps") or recipe.get("steps") or []):
+        options = {k: v for k, v in step.items() if k != "op" and v is not None}
+        st = counts.get(i, {})
+        dropped = ", ".join(f"{r}: {n:,}" for r, n in (st.get("dropped") or {}).items())
+        flow = f" — in {st.get('in', 0):,}, out {st.get('out', 0):,}" if st else ""
+        lines.append(f"{i + 1}. `{step.get('op')}` {json.dumps(options, ensure_ascii=False)}{flow}")
+        if dropped:
+            lines.append(f"   - dropped: {dropped}")
+    lines += ["", "## Statistics", ""]
+    lines += [f"- languages: {', '.join(f'{k} {v:,}' for k, v in data.langs.most_common())}"]
+    lines += [f"- kinds: {', '.join(f'{k} {v:,}' for k, v in data.kinds.most_common())}"]
+    if data.response_len:
+        ordered = sorted(data.response_len)
+        lines.append(f"- response {data.length_unit}: median {ordered[len(ordered) // 2]:,}, max {ordered[-1]:,}")
+    if data.splits:
+        lines.append(f"- splits: {', '.join(f'{k} {v:,}' for k, v in sorted(data.splits.items()))}")
+    lines += ["", "## Use", ""]
+    lines += [
+        f"LLaMA-Factory: `dataset: {data.dataset_name}` with `dataset_dir` set to this directory "
+        "(the entry is in `dataset_info.json`). Files: " + ", ".join(f"`{f}`" for f in data.data_files),
+        "",
+        "## License",
+        "",
+        f"`{license}` — set it to the most restrictive licence among the sources.",
+        "",
+        "See `report.html` for the full report (funnel, drop reasons with examples, length histograms).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(outdir: str | Path, tokenizer: str = "embedded", license: str = "other") -> tuple[Path, Path]:
+    """Write OUTDIR/report.html and OUTDIR/README.md; returns their paths."""
+    data = collect(outdir, tokenizer)
+    out = Path(outdir)
+    html_path, card_path = out / "report.html", out / "README.md"
+    for path, text in ((html_path, render_html(data)), (card_path, render_card(data, license))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return html_path, card_path
+
+
+def report_command(
+    outdir: Annotated[str, typer.Argument(help="output directory of a datamill run")],
+    tokenizer: Annotated[str, typer.Option(help="embedded | tokenizer.json path | .gguf path")] = "embedded",
+    license: Annotated[str, typer.Option(help="licence for the dataset card")] = "other",
+) -> None:
+    """Regenerate OUTDIR/report.html and OUTDIR/README.md (dataset card) from a run's outputs."""
+    try:
+        html_path, card_path = write_report(outdir, tokenizer, license)
+    except DatamillError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {html_path} and {card_path}")

@@ -1,0 +1,163 @@
+"""Trainer hand-off: a LLaMA-Factory training YAML (SFT / DPO / KTO / PT with LoRA) and a TRL script
+written next to a run's outputs, pointing at them, so training starts with one command:
+
+    llamafactory-cli train OUTDIR/train_llamafactory.yaml
+    python OUTDIR/train_trl.py
+
+The stage comes from the ``dataset_info.json`` entry the run wrote (``ranking`` → DPO, a
+``kto_tag`` column → KTO, a plain ``text`` prompt column → pretraining, else SFT) unless given.
+Hyper-parameters are LLaMA-Factory's example defaults for LoRA; edit the files, they are yours.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+import yaml
+
+from datamill.errors import DatamillError
+
+Stage = Literal["sft", "dpo", "kto", "pt"]
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+TRAINERS = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "kto": "KTOTrainer", "pt": "SFTTrainer"}
+CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig", "pt": "SFTConfig"}
+TRL_FORMAT = {"sft": "messages", "dpo": "trl", "kto": "messages", "pt": "pretrain"}
+
+
+def detect_stage(entry: dict[str, Any]) -> Stage:
+    columns = entry.get("columns") or {}
+    if entry.get("ranking"):
+        return "dpo"
+    if "kto_tag" in columns:
+        return "kto"
+    if columns.get("prompt") == "text" and "response" not in columns and entry.get("formatting", "alpaca") == "alpaca":
+        return "pt"
+    return "sft"
+
+
+def llamafactory_yaml(
+    name: str, outdir: Path, stage: Stage, model: str, template: str, cutoff_len: int, eval_name: str | None
+) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "model_name_or_path": model,
+        "trust_remote_code": True,
+        "stage": stage,
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": 8,
+        "lora_target": "all",
+    }
+    if stage in ("dpo", "kto"):
+        cfg["pref_beta"] = 0.1
+    if stage == "dpo":
+        cfg["pref_loss"] = "sigmoid"
+    cfg |= {
+        "dataset": name,
+        "dataset_dir": str(outdir.resolve()),
+        "template": template,
+        "cutoff_len": cutoff_len,
+        "overwrite_cache": True,
+        "preprocessing_num_workers": 4,
+        "output_dir": f"saves/{name}/lora/{stage}",
+        "logging_steps": 10,
+        "save_steps": 500,
+        "plot_loss": True,
+        "overwrite_output_dir": True,
+        "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": 8,
+        "learning_rate": 5.0e-6 if stage in ("dpo", "kto") else 1.0e-4,
+        "num_train_epochs": 3.0,
+        "lr_scheduler_type": "cosine",
+        "warmup_ratio": 0.1,
+        "bf16": True,
+    }
+    if eval_name:
+        cfg |= {"eval_dataset": eval_name, "per_device_eval_batch_size": 1, "eval_strategy": "steps", "eval_steps": 500}
+    return cfg
+
+
+def trl_script(data_files: list[str], outdir: Path, stage: Stage, model: str, cutoff_len: int) -> str:
+    files = [str((outdir / f).resolve()) for f in data_files]
+    trainer, config = TRAINERS[stage], CONFIGS[stage]
+    return f'''"""TRL {stage.upper()} with LoRA on the datamill output in {outdir.resolve()}.
+
+TRL reads conversational "messages" (SFT, KTO with a "label" column), "prompt"/"chosen"/"rejected"
+(DPO) or "text" (pretraining). If the files below are in another format, convert them first:
+    datamill convert IN OUT.jsonl --to {TRL_FORMAT[stage]}
+"""
+
+from datasets import load_dataset
+from peft import LoraConfig
+from trl import {config}, {trainer}
+
+dataset = load_dataset("json", data_files={json.dumps(files)}, split="train")
+args = {config}(
+    output_dir="saves/trl-{stage}",
+    per_device_train_batch_size=1,
+    gradient_accumulation_steps=8,
+    learning_rate={"5e-6" if stage in ("dpo", "kto") else "1e-4"},
+    num_train_epochs=3,
+    max_length={cutoff_len},
+    logging_steps=10,
+)
+trainer = {trainer}(
+    model="{model}",
+    args=args,
+    train_dataset=dataset,
+    peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
+)
+trainer.train()
+'''
+
+
+def write_handoff(
+    outdir: str | Path,
+    stage: Stage | None = None,
+    model: str = DEFAULT_MODEL,
+    template: str = "qwen",
+    cutoff_len: int = 2048,
+    dataset: str | None = None,
+    eval_dataset: str | None = None,
+) -> tuple[Path, Path]:
+    """Write OUTDIR/train_llamafactory.yaml and OUTDIR/train_trl.py; returns their paths."""
+    out = Path(outdir)
+    info_path = out / "dataset_info.json"
+    if not info_path.exists():
+        raise DatamillError(f"{out}: no dataset_info.json; run `datamill run` (or convert) into it first")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    name = dataset or next(iter(info), None)
+    if name not in info:
+        raise DatamillError(f"{info_path}: no entry named {name!r} (have: {', '.join(info) or 'none'})")
+    entry = info[name]
+    stage = stage or detect_stage(entry)
+    file_name = entry.get("file_name", "")
+    data_files = [file_name] if isinstance(file_name, str) else list(file_name)
+    lf = llamafactory_yaml(name, out, stage, model, template, cutoff_len, eval_dataset)
+    lf_path, trl_path = out / "train_llamafactory.yaml", out / "train_trl.py"
+    header = f"# LLaMA-Factory {stage.upper()} + LoRA on datamill output '{name}': llamafactory-cli train {lf_path}\n"
+    lf_path.write_text(header + yaml.safe_dump(lf, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    trl_path.write_text(trl_script(data_files, out, stage, model, cutoff_len), encoding="utf-8")
+    return lf_path, trl_path
+
+
+def handoff_command(
+    outdir: Annotated[str, typer.Argument(help="output directory with a dataset_info.json")],
+    stage: Annotated[str | None, typer.Option(help="sft | dpo | kto | pt (default: from dataset_info.json)")] = None,
+    model: Annotated[str, typer.Option(help="base model for training")] = DEFAULT_MODEL,
+    template: Annotated[str, typer.Option(help="LLaMA-Factory chat template")] = "qwen",
+    cutoff_len: Annotated[int, typer.Option(help="max tokens per example")] = 2048,
+    dataset: Annotated[str | None, typer.Option(help="dataset_info.json entry (default: the first)")] = None,
+    eval_dataset: Annotated[str | None, typer.Option(help="entry to evaluate on")] = None,
+) -> None:
+    """Write OUTDIR/train_llamafactory.yaml and OUTDIR/train_trl.py (LoRA) for the run's outputs."""
+    if stage is not None and stage not in TRAINERS:
+        raise typer.BadParameter(f"--stage {stage!r}: one of {', '.join(TRAINERS)}")
+    try:
+        paths = write_handoff(outdir, stage, model, template, cutoff_len, dataset, eval_dataset)  # type: ignore[arg-type]
+    except DatamillError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {paths[0]} and {paths[1]}")
