@@ -35,6 +35,7 @@ from datamill.llm.cli import llm_app
 from datamill.ops.select import select_command
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
+from datamill.prefs.cli import prefs_app
 from datamill.report import handoff_command, report_command
 
 app = typer.Typer(
@@ -378,6 +379,7 @@ app.command("ingest")(ingest_command)
 app.command("select")(select_command)
 app.command("report")(report_command)
 app.command("handoff")(handoff_command)
+app.add_typer(prefs_app, name="prefs")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m datamill`

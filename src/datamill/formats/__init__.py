@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datamill.errors import DatamillError
-from datamill.formats import alpaca, conversation, messages, native, pretrain, sharegpt, trl, xtuner
+from datamill.formats import alpaca, conversation, messages, native, predictions, pretrain, sharegpt, trl, xtuner
 from datamill.formats.base import Format, Row
 
 # Detection order matters: the most specific shapes first.
@@ -16,6 +16,7 @@ FORMATS: dict[str, Format] = {
         conversation.FORMAT,
         trl.FORMAT,
         messages.FORMAT,
+        predictions.FORMAT,
         alpaca.FORMAT,
         pretrain.FORMAT,
     )

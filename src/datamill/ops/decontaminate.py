@@ -76,6 +76,7 @@ class Decontaminate(Filter):
         min_overlap: int = Field(1, ge=1)  # n-grams shared with one item needed to count
         action: Literal["drop", "flag"] = "drop"
         part: Literal["all", "prompt", "answer", "text"] = "all"
+        skip_missing: bool = False  # a benchmark file that does not exist is noted in stats, not an error
         fuzzy_n: int = Field(3, ge=1, le=16)  # words per n-gram in fuzzy mode
         fuzzy_char_n: int = Field(5, ge=1, le=32)  # characters per n-gram in fuzzy mode (CJK)
         fuzzy_threshold: float = Field(0.5, gt=0, le=1)  # share of an item's n-grams found in one field
@@ -117,6 +118,9 @@ class Decontaminate(Filter):
         units: list[int] = []  # fuzzy: unit number → item number
         for bench in self.config.benchmarks:
             path = Path(bench)
+            if not path.exists() and self.config.skip_missing:
+                self.counters[f"benchmark missing: {bench}"] = 1
+                continue
             if not path.exists():
                 raise DatamillError(f"decontaminate: benchmark file {bench} does not exist")
             for index, fields in enumerate(benchmark_items(path)):

