@@ -100,9 +100,13 @@ def close_at_exit(llama: Any) -> None:
 
 
 def _grammar_safe(schema: Any) -> Any:
-    """The schema without large length/item bounds: llama.cpp unrolls them into nested repetitions and
-    crashes the process past a limit (maxLength 2000 did). The answer is still validated afterwards."""
+    """The schema made safe and tight for llama.cpp's grammar: without large length/item bounds (it
+    unrolls them into nested repetitions and crashed past a limit: maxLength 2000 did), and with small
+    integer ranges as enums (it ignores minimum/maximum). The answer is still validated afterwards."""
     if isinstance(schema, dict):
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if schema.get("type") == "integer" and isinstance(lo, int) and isinstance(hi, int) and 0 <= hi - lo <= 100:
+            return {"enum": list(range(lo, hi + 1))}  # llama.cpp's converter ignores integer bounds
         return {
             k: _grammar_safe(v)
             for k, v in schema.items()

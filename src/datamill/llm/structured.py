@@ -60,12 +60,13 @@ def _balanced(text: str, start: int) -> str | None:
 
 
 def _loads(s: str) -> Any:
+    """JSON, tolerating raw newlines/tabs inside strings (small models write them) and trailing commas."""
     try:
-        return json.loads(s)
+        return json.loads(s, strict=False)
     except json.JSONDecodeError:
         fixed = TRAILING_COMMA.sub(r"\1", s)
         if fixed != s:
-            return json.loads(fixed)
+            return json.loads(fixed, strict=False)
         raise
 
 
