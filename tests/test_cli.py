@@ -63,7 +63,7 @@ def test_formats_lists_every_format(columns):
     code, out, result = run("formats", width={"COLUMNS": columns, "NO_COLOR": "1"})
     assert code == 0, out
     assert len(formats.FORMATS) >= 8
-    listed = set(re.findall(r"[│|]\s*([a-z]+)\s*[│|]", out))
+    listed = set(re.findall(r"[│|]\s*([a-z_]+)\s*[│|]", out))
     for name in formats.FORMATS:
         assert re.search(rf"(^|\W){re.escape(name)}(\W|$)", out, re.M), f"{name} missing:\n{out}"
         assert name in listed, f"{name} not in the format column:\n{out}"

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from datamill.errors import DatamillError
-from datamill.formats import alpaca, conversation, messages, native, predictions, pretrain, sharegpt, trl, xtuner
+from datamill.formats import (
+    alpaca,
+    conversation,
+    messages,
+    native,
+    predictions,
+    pretrain,
+    self_instruct,
+    sharegpt,
+    trl,
+    xtuner,
+)
 from datamill.formats.base import Format, Row
 
 # Detection order matters: the most specific shapes first.
@@ -17,6 +28,7 @@ FORMATS: dict[str, Format] = {
         trl.FORMAT,
         messages.FORMAT,
         predictions.FORMAT,
+        self_instruct.FORMAT,  # before alpaca: both detect on "instruction"
         alpaca.FORMAT,
         pretrain.FORMAT,
     )

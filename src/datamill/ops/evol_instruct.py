@@ -1,0 +1,81 @@
+"""evol_instruct: make instructions harder in rounds with an LLM (Evol-Instruct, WizardLM).
+
+Each round picks an evolution — in-depth (add constraints, deepen, concretize, require reasoning,
+complicate the input) or in-breadth (a new, rarer task in the same domain) — rewrites the current
+instruction with it, and answers the result. A failed evolution is eliminated with its reason (empty,
+copied the evolving prompt's words, no information gain — by ROUGE-L and, with ``check_gain``, by
+asking the model —, the model failed to answer, an answer of only stop words) and the next round
+evolves the last good instruction again. Every surviving evolution is a new record whose provenance
+names its parent, the original, the evolution and the round; the input record stays (``keep_original``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import Field
+
+from datamill.llm import prompts
+from datamill.llm.client import LLMClient
+from datamill.llm.prompts import detect_lang
+from datamill.ops import register
+from datamill.ops.base import Drop, Generator, GeneratorConfig
+from datamill.record import Record
+from datamill.synth.common import provenance, sft_record, task_of
+from datamill.synth.evol import IN_BREADTH, IN_DEPTH, answer_problem, evolution_problem
+from datamill.synth.parse import clean, yes_no
+
+Method = Literal["constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth"]
+
+
+@register
+class EvolInstruct(Generator):
+    """Evolve each instruction in rounds (in-depth / in-breadth), answer it, eliminate failed evolutions."""
+
+    name = "evol_instruct"
+
+    class Config(GeneratorConfig):
+        rounds: int = Field(3, ge=1, description="evolutions per record, each built on the last good one")
+        methods: list[Method] = Field(default_factory=lambda: [*IN_DEPTH, *IN_BREADTH])
+        check_gain: bool = Field(True, description="ask the model whether an in-depth evolution adds anything")
+        gain_threshold: float = Field(0.9, gt=0, le=1, description="ROUGE-L to the parent at which nothing was added")
+        keep_original: bool = True
+        lang: Literal["auto", "en", "zh"] = "auto"
+
+    async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
+        assert llm is not None
+        c = self.config
+        task = task_of(record)
+        if task is None:
+            return [Drop(record, "not a single-turn instruction task")]
+        out: list[Record | Drop] = [record if c.keep_original else Drop(record, "evolved (keep_original: false)")]
+        lang = c.lang if c.lang != "auto" else detect_lang(task.prompt)
+        rng = random.Random(f"{self.context.seed}:{self.context.step}:{record.id}")
+        current, parent = task.prompt, record.id
+        for rnd in range(1, c.rounds + 1):
+            method = rng.choice(c.methods)
+            template = "evol_breadth" if method == "breadth" else "evol_depth"
+            msgs = prompts.load(template, lang).messages(instruction=current, method=method)
+            evolved = clean((await llm.chat(msgs)).text)
+            reason = evolution_problem(current, evolved, c.gain_threshold)
+            if reason is None and c.check_gain and method != "breadth":
+                same = await llm.chat(prompts.load("evol_equal", lang).messages(original=current, evolved=evolved))
+                if yes_no(same.text):
+                    reason = "no information gain"
+            answer = ""
+            if reason is None:
+                answer = (await llm.chat(evolved)).text.strip()
+                reason = answer_problem(answer)
+            prov = provenance(
+                "evol_instruct", c.llm, f"{template}.{lang}", round=rnd, evolution=method, parent_id=parent,
+                root_id=record.id,
+            )  # fmt: skip
+            candidate = sft_record(evolved, "", answer, prov)
+            self.counters[f"evolution: {method}"] += 1
+            if reason is not None:
+                out.append(Drop(candidate, f"eliminated: {reason}"))
+                continue
+            out.append(candidate)
+            current, parent = evolved, candidate.id
+        return out
