@@ -14,6 +14,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,21 @@ def make_key(kind: str, backend: str, body: dict[str, Any]) -> str:
         {"v": SCHEMA_VERSION, "kind": kind, "backend": backend, "body": body}, option=orjson.OPT_SORT_KEYS
     )
     return hashlib.sha256(blob).hexdigest()
+
+
+def _while_locked(fn: Any, seconds: float = 60.0) -> Any:
+    """Retry ``fn`` while SQLite says the database is locked. Switching a new file to WAL while
+    another process does the same fails at once with SQLITE_BUSY — the busy timeout does not apply
+    there (seen with two workers opening the cache together)."""
+    deadline, delay = time.monotonic() + seconds, 0.01
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 class Cache:
@@ -51,10 +67,12 @@ class Cache:
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value BLOB NOT NULL, sum TEXT NOT NULL)"
+            _while_locked(
+                lambda: conn.execute(
+                    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value BLOB NOT NULL, sum TEXT NOT NULL)"
+                )
             )
             self._local.conn = conn
             self._local.pid = os.getpid()
