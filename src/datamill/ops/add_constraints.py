@@ -23,7 +23,7 @@ from datamill.llm.prompts import detect_lang
 from datamill.ops import register
 from datamill.ops.base import Drop, Generator, GeneratorConfig
 from datamill.record import Record
-from datamill.synth.common import provenance, sft_record, task_of
+from datamill.synth.common import NOT_A_TASK, begin, provenance, sft_record
 from datamill.synth.constraints import CHECKERS, compatible, describe, failed, word_count
 from datamill.synth.rouge import CJK
 
@@ -99,12 +99,13 @@ class AddConstraints(Generator):
     async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
         assert llm is not None
         c = self.config
-        task = task_of(record)
-        if task is None:
-            return [Drop(record, "not a single-turn instruction task")]
-        out: list[Record | Drop] = [record if c.keep_original else Drop(record, "constrained (keep_original: false)")]
+        begun = begin(
+            record, c.keep_original, "constrained (keep_original: false)", f"{self.context.seed}:{self.context.step}"
+        )
+        if begun is None:
+            return [Drop(record, NOT_A_TASK)]
+        task, out, rng = begun
         lang = c.lang if c.lang != "auto" else detect_lang(task.prompt)
-        rng = random.Random(f"{self.context.seed}:{self.context.step}:{record.id}")
         constraints = sample_constraints(rng, list(c.types), c.per_record, task.output, lang)
         sep = "" if lang == "zh" else " "
         instruction = task.instruction.rstrip() + sep + sep.join(describe(x, lang) for x in constraints)

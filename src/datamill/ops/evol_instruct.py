@@ -11,7 +11,6 @@ names its parent, the original, the evolution and the round; the input record st
 
 from __future__ import annotations
 
-import random
 from typing import Literal
 
 from pydantic import Field
@@ -22,7 +21,7 @@ from datamill.llm.prompts import detect_lang
 from datamill.ops import register
 from datamill.ops.base import Drop, Generator, GeneratorConfig
 from datamill.record import Record
-from datamill.synth.common import provenance, sft_record, task_of
+from datamill.synth.common import NOT_A_TASK, begin, provenance, sft_record
 from datamill.synth.evol import IN_BREADTH, IN_DEPTH, answer_problem, evolution_problem
 from datamill.synth.parse import clean, yes_no
 
@@ -46,12 +45,13 @@ class EvolInstruct(Generator):
     async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
         assert llm is not None
         c = self.config
-        task = task_of(record)
-        if task is None:
-            return [Drop(record, "not a single-turn instruction task")]
-        out: list[Record | Drop] = [record if c.keep_original else Drop(record, "evolved (keep_original: false)")]
+        begun = begin(
+            record, c.keep_original, "evolved (keep_original: false)", f"{self.context.seed}:{self.context.step}"
+        )
+        if begun is None:
+            return [Drop(record, NOT_A_TASK)]
+        task, out, rng = begun
         lang = c.lang if c.lang != "auto" else detect_lang(task.prompt)
-        rng = random.Random(f"{self.context.seed}:{self.context.step}:{record.id}")
         current, parent = task.prompt, record.id
         for rnd in range(1, c.rounds + 1):
             method = rng.choice(c.methods)

@@ -24,7 +24,7 @@ from datamill.llm.prompts import detect_lang
 from datamill.ops import register
 from datamill.ops.base import Drop, Generator, OpConfig, OpContext
 from datamill.record import Record
-from datamill.synth.common import Task, provenance, sft_record, task_of
+from datamill.synth.common import NOT_A_TASK, Task, begin, provenance, sft_record
 
 KINDS = ("zero_shot", "few_shot", "cot", "flipped")
 RATIONALE = re.compile(
@@ -72,12 +72,13 @@ class FlanTemplates(Generator):
 
     async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
         c = self.config
-        task = task_of(record)
-        if task is None:
-            return [Drop(record, "not a single-turn instruction task")]
-        out: list[Record | Drop] = [record if c.keep_original else Drop(record, "templated (keep_original: false)")]
+        begun = begin(
+            record, c.keep_original, "templated (keep_original: false)", f"{self.context.seed}:{self.context.step}"
+        )
+        if begun is None:
+            return [Drop(record, NOT_A_TASK)]
+        task, out, rng = begun
         lang = detect_lang(task.prompt)
-        rng = random.Random(f"{self.context.seed}:{self.context.step}:{record.id}")
         for kind in KINDS:
             if rng.random() >= c.mix.get(kind, 0.0):
                 continue

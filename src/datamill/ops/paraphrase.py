@@ -19,7 +19,7 @@ from datamill.llm.prompts import detect_lang
 from datamill.ops import register
 from datamill.ops.base import Drop, Generator, GeneratorConfig
 from datamill.record import Record
-from datamill.synth.common import provenance, sft_record, task_of
+from datamill.synth.common import NOT_A_TASK, provenance, sft_record, task_of
 from datamill.synth.parse import clean
 from datamill.synth.rouge import tokenize
 
@@ -43,7 +43,7 @@ class Paraphrase(Generator):
         c = self.config
         task = task_of(record)
         if task is None:
-            return [Drop(record, "not a single-turn instruction task")]
+            return [Drop(record, NOT_A_TASK)]
         out: list[Record | Drop] = [record]
         lang = detect_lang(task.prompt)
         seen = {" ".join(tokenize(task.prompt))}

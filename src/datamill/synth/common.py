@@ -5,12 +5,14 @@ global operator keeps across rounds."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from datamill.llm.client import Completion, LLMClient, LLMConfig, LLMError
 from datamill.llm.prompts import detect_lang
+from datamill.ops.base import Drop
 from datamill.record import Message, Record
 
 
@@ -69,6 +71,23 @@ def provenance(method: str, llm: LLMConfig | None, template: str | Sequence[str]
     out["template"] = template
     out.update({k: v for k, v in extra.items() if v is not None})
     return out
+
+
+NOT_A_TASK = "not a single-turn instruction task"
+
+
+Begun = tuple[Task, list[Record | Drop], random.Random]
+
+
+def begin(record: Record, keep: bool, consumed: str, seed: str) -> Begun | None:
+    """How a synthesis operator starts on one record: its instruction task (None when it has none),
+    the output list opened with the record itself — or its drop with reason ``consumed`` when it is not
+    kept — and a random generator seeded by ``seed`` + the record id, so a re-run makes the same choices."""
+    task = task_of(record)
+    if task is None:
+        return None
+    out: list[Record | Drop] = [record if keep else Drop(record, consumed)]
+    return task, out, random.Random(f"{seed}:{record.id}")
 
 
 def pick_lang(setting: str, texts: Iterable[str]) -> str:
