@@ -225,6 +225,12 @@ def test_python_runs_rule():
     assert rule(Record(), {"text": "  "}) is None
 
 
+def test_python_runs_hides_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    assert rules.python_runs("import os; assert 'OPENAI_API_KEY' not in os.environ")
+    assert rules.python_runs("import os, pathlib; assert pathlib.Path.cwd() != pathlib.Path.home()")
+
+
 def test_rule_score_op_ranks_gsm8k_answers_and_counts_length_bias():
     from datamill.ops.prefs_judge import RuleScore
 

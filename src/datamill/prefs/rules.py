@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -162,6 +163,7 @@ def python_runs(code: str, tests: str = "", timeout: float = 10.0) -> bool:
                 timeout=timeout,
                 preexec_fn=_limits if sys.platform != "win32" else None,
                 stdin=subprocess.DEVNULL,
+                env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},  # no API keys for model code
             )
         except subprocess.TimeoutExpired:
             return False
