@@ -350,7 +350,8 @@ def ops_cmd(name: Annotated[str | None, typer.Argument(help="Show one operator i
     if name is None:
         table = Table("operator", "kind", "what it does")
         for op_name, cls in sorted(registry.items()):
-            table.add_row(op_name, cls.kind, escape((cls.__doc__ or "").strip().splitlines()[0].replace("``", "")))
+            summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
+            table.add_row(op_name, cls.kind, escape(summary.replace("``", "")))
         out.print(table)
         return
     try:
