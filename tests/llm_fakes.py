@@ -90,14 +90,14 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeLLM:
-    def __init__(self, script: list | None = None, default: Any = "ok", reply: Any = None):
+    def __init__(self, script: list | None = None, default: Any = "ok", reply: Any = None, port: int = 0):
         self.script = list(script or [])
         self.default = default
         self.reply = reply
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.fake = self
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -13,6 +13,7 @@ from conftest import LF
 from llm_fakes import FakeLLM
 from test_pipeline import run, write_recipe
 
+from datamill.errors import DatamillError
 from datamill.io.writers import JsonlWriter
 from datamill.ops.base import Drop, Generator, OpContext
 from datamill.pipeline.chunks import _apply
@@ -88,6 +89,33 @@ def test_llm_failures_drop_records_and_the_run_finishes(tmp_path, sft_input):
     assert stats["kept"] == 0 and stats["balanced"]
     assert stats["steps"][0]["counters"]["llm_failures"] == 30
     assert stats["steps"][0]["counters"]["llm_http_requests"] == 60  # one retry each, not nine
+
+
+def test_nothing_listening_stops_the_run_fast_and_it_resumes_later(tmp_path, sft_input):
+    import socket
+
+    path, _ = sft_input
+    with socket.socket() as s:  # a free port with nothing listening on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    recipe = {
+        "name": "judge-nowhere",
+        "llm": {"backend": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "cache": False,
+                "max_retries": 1, "backoff_base": 0.01, "concurrency": 2},
+        "inputs": [str(path)],
+        "chunk_size": 10,
+        "workers": 1,
+        "output": {"path": str(tmp_path / "out"), "format": "alpaca"},
+        "steps": [{"op": "quality_judge", "min_score": 3}],
+    }  # fmt: skip
+    path_recipe = write_recipe(tmp_path, recipe)
+    with pytest.raises(DatamillError, match=f"cannot reach http://127.0.0.1:{port}/v1"):
+        run(path_recipe)
+    assert not (tmp_path / "out" / "stats.json").exists()  # nothing was dropped as if judged
+    with FakeLLM(reply=judge_reply, port=port) as fake:  # the server is up now: same recipe, same port
+        runner = run(path_recipe)
+        assert fake.count == 29 + 3  # each record judged once (the prose answer re-asked twice)
+    assert runner.result.stats["balanced"] and runner.result.stats["kept"] > 0
 
 
 class _Variants(Generator):

@@ -11,7 +11,7 @@ Heavy runtimes (llama-cpp-python, sentence-transformers) load only when first us
 """
 
 from datamill.llm.cache import Cache, make_key
-from datamill.llm.client import Completion, LLMClient, LLMConfig, LLMError, Usage, run_sync
+from datamill.llm.client import Completion, LLMClient, LLMConfig, LLMError, LLMUnreachable, Usage, run_sync
 from datamill.llm.structured import StructuredOutputError, extract_json, generate_json
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "LLMClient",
     "LLMConfig",
     "LLMError",
+    "LLMUnreachable",
     "StructuredOutputError",
     "Usage",
     "extract_json",

@@ -54,6 +54,10 @@ class LLMError(DatamillError):
         return (type(self), (str(self), self.reason, self.status, self.attempts))
 
 
+class LLMUnreachable(DatamillError):
+    """Nothing listens at the endpoint: the run stops (and resumes later) instead of dropping every record."""
+
+
 class LLMConfig(BaseModel):
     """Where and how to call a model. Unknown keys are errors (recipes stay honest)."""
 
@@ -77,6 +81,9 @@ class LLMConfig(BaseModel):
         "auto", description="auto: the built-in h11 transport, or httpx when a proxy is set in the environment"
     )
     max_retries: int = 5
+    unreachable_after: int = Field(
+        3, ge=0, description="stop the step after N requests could not connect at all (0: never)"
+    )
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
@@ -238,7 +245,15 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, detail: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        refused: bool = False,
+    ):
+        self.refused = refused  # no connection could be opened at all
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -265,6 +280,8 @@ class LLMClient:
         self._http: Any = None
         self._embedded: Any = None
         self._schema_mode: str | None = None  # learned: which response_format the endpoint accepts
+        self._reached = False  # the endpoint has answered at least once (any HTTP status)
+        self._refused = 0  # requests that never got a connection, while it has not answered yet
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         if cache is None and config.cache:
             from datamill.llm.cache import Cache
@@ -429,6 +446,7 @@ class LLMClient:
         attempts = c.max_retries + 1
         last: _Retryable | None = None
         for attempt in range(attempts):
+            self._check_reachable()
             if attempt:
                 delay = min(c.backoff_max, c.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
                 if last is not None and last.retry_after is not None:
@@ -445,6 +463,9 @@ class LLMClient:
                 last = e
         assert last is not None
         self._fail_count(last.reason)
+        if last.refused and not self._reached:
+            self._refused += 1
+            self._check_reachable()
         raise LLMError(
             self._redact(f"{c.base_url}/{_PATHS[kind]} failed after {attempts} tries: {last.detail}"),
             last.reason,
@@ -452,8 +473,19 @@ class LLMClient:
             attempts,
         ) from None
 
+    def _check_reachable(self) -> None:
+        """Stop the step when nothing listens at base_url: after ``unreachable_after`` requests that
+        never got a connection (and no answer ever), every later one would only wait out its retries."""
+        limit = self.config.unreachable_after
+        if limit and not self._reached and self._refused >= limit:
+            raise LLMUnreachable(
+                f"cannot reach {self.config.base_url}: {self._refused} requests found nothing listening "
+                f"after {self.config.max_retries + 1} tries each — start the server (or fix base_url) and run "
+                "again; finished chunks are kept"
+            )
+
     async def _send(self, kind: str, body: dict[str, Any]) -> Any:
-        from datamill.llm.transport import TransportError, TransportTimeout
+        from datamill.llm.transport import TransportConnectError, TransportError, TransportTimeout
 
         c = self.config
         url = f"{c.base_url}/{_PATHS[kind]}"
@@ -466,8 +498,11 @@ class LLMClient:
             resp = await self._client().post(_PATHS[kind], orjson.dumps(body), headers)
         except TransportTimeout:
             raise _Retryable("timeout", f"no answer within the {c.timeout:g}s timeout") from None
+        except TransportConnectError as e:
+            raise _Retryable("connection", f"cannot connect ({self._redact(str(e))})", refused=True) from None
         except TransportError as e:
             raise _Retryable("connection", f"connection failed ({self._redact(str(e))})") from None
+        self._reached = True
         status = resp.status_code
         if status >= 400:
             snippet = self._redact(resp.text[:300].strip())
@@ -513,12 +548,14 @@ class _HttpxTransport:
     async def post(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> Any:
         import httpx
 
-        from datamill.llm.transport import TransportError, TransportTimeout
+        from datamill.llm.transport import TransportConnectError, TransportError, TransportTimeout
 
         try:
             return await self.client.post(f"{self.base_url}/{path}", content=body, headers=dict(headers))
         except httpx.TimeoutException:
             raise TransportTimeout("timeout") from None
+        except httpx.ConnectError as e:
+            raise TransportConnectError(f"{type(e).__name__}: {e}") from None
         except httpx.TransportError as e:
             raise TransportError(f"{type(e).__name__}: {e}") from None
 

@@ -29,6 +29,10 @@ class TransportError(Exception):
     pass
 
 
+class TransportConnectError(TransportError):
+    """No connection could be opened (refused, unknown host): nothing is listening there."""
+
+
 @dataclass
 class Response:
     status_code: int
@@ -84,7 +88,7 @@ class FastTransport:
         except TimeoutError:
             raise TransportTimeout(f"connect timed out after {self.connect_timeout:g}s") from None
         except OSError as e:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {e.strerror or e}") from None
+            raise TransportConnectError(f"cannot connect to {self.host}:{self.port}: {e.strerror or e}") from None
         return _Conn(reader, writer)
 
     def _take_idle(self) -> _Conn | None:
