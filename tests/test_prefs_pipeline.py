@@ -320,10 +320,12 @@ def test_teacher_vs_student_sampling_to_pairs(tmp_path):
 def test_shipped_recipes_validate_and_dpo_from_answers_runs_against_a_judge_server(tmp_path, monkeypatch):
     with scripted_judge(content_judge) as fake:
         monkeypatch.setenv("JUDGE_BASE_URL", fake.base_url)
+        monkeypatch.setenv("JUDGE_BACKEND", "openai")
+        monkeypatch.setenv("LIMIT", "1000")
         r = recipes.load(ROOT / "recipes" / "dpo-from-answers.yaml", output=str(tmp_path / "o"))
         assert sorted(Path(f.path).name for f in r.inputs) == [p.name for p in FILES]
         assert {f.format for f in r.inputs} == {"predictions"}
-        assert [s.op for s in r.steps] == ["group_answers", "judge_pairwise", "make_pairs"]
+        assert [s.op for s in r.steps] == ["group_answers", "limit", "judge_pairwise", "make_pairs"]
         sliced = []
         for f in r.inputs:  # the first 40 prompts of each file keep the test fast
             head = "".join(Path(f.path).read_text(encoding="utf-8").splitlines(keepends=True)[:40])
