@@ -47,7 +47,7 @@ class JudgeScore(Generator):
 
     class Config(GeneratorConfig):
         lang: Literal["auto", "en", "zh"] = "auto"
-        template: str = Field("pref_score", description="prompt template name or .j2 path")
+        template: str = Field("judge", description="prompt template name or .j2 path")
         rubric: str = ""
         reason: bool = Field(True, description="ask for a reason (false: score only — better for tiny models)")
         max_chars: int = Field(2000, ge=100, description="answers are clipped to this for the judge")

@@ -1,6 +1,6 @@
 """LLM-as-judge: a pointwise score (1–10 with a reason) and a pairwise verdict (A, B or tie) with
 position-bias control — the pair is judged in both orders and only a verdict that survives the swap
-counts; a verdict that flips with the order is a tie. Prompts are the ``pref_score`` and
+counts; a verdict that flips with the order is a tie. Prompts are the ``judge`` and
 ``pref_pairwise`` templates (en/zh, chosen from the prompt's language)."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ async def score(
     answer: str,
     *,
     lang: str = "auto",
-    template: str = "pref_score",
+    template: str = "judge",
     rubric: str = "",
     reason: bool = True,
 ) -> ScoreVerdict:
