@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
@@ -56,6 +56,14 @@ class Stage:
     def label(self) -> str:
         names = ", ".join(s.op for s in self.steps) or "read + validate"
         return f"stage {self.index}: {names}"
+
+
+class Shard(NamedTuple):
+    """One output file: its split (None without a split step), its number within the split, its writer."""
+
+    split: str | None
+    number: int
+    writer: DatasetWriter
 
 
 @dataclass
@@ -123,7 +131,6 @@ class Runner:
         self.inputs = [fingerprint_file(f.path) for f in recipe.inputs]
         self.fingerprint = self._fingerprint()
         self.resumed = 0
-        self.split_of: dict[str, str | None] = {}  # output file name → its split (None: no split)
 
     def _fingerprint(self) -> str:
         r = self.recipe
@@ -354,7 +361,7 @@ class Runner:
         dropped_writer = JsonlWriter(self.outdir / "dropped.jsonl")
         quarantine_writer = JsonlWriter(self.outdir / "quarantine.jsonl")
         output_drops: Counter[str] = Counter()
-        shards: list[DatasetWriter] = []
+        shards: list[Shard] = []
         try:
             for stage in self.stages:
                 sdir = self.stage_dir(stage)
@@ -372,16 +379,16 @@ class Runner:
             raise
         stats = self._stats(output_drops, len(shards))
         splits: Counter[str] = Counter()
-        for w in shards:
-            if self.split_of.get(w.path.name):
-                splits[self.split_of[w.path.name]] += w.count
+        for shard in shards:
+            if shard.split:
+                splits[shard.split] += shard.writer.count
         if splits:
             stats["splits"] = dict(sorted(splits.items()))
         (self.outdir / "stats.json").write_text(
             json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         self._register(shards)
-        names = [w.path.name for w in shards]
+        names = [shard.writer.path.name for shard in shards]
         if self.recipe.output.report:
             from datamill.report import write_report
 
@@ -389,13 +396,13 @@ class Runner:
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
 
-    def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[DatasetWriter]:
+    def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[Shard]:
         """The kept records as ``data-NNNNN`` shards — or ``data-<split>-NNNNN`` per split when records
         carry ``meta[split_key]`` (the split op) — at most ``shard_size`` records each."""
         out = self.recipe.output
         sdir = self.stage_dir(last)
         records = (rec for i in range(self._chunk_count(last)) for rec in read_chunk(sdir / f"{chunk_name(i)}.jsonl"))
-        shards: list[DatasetWriter] = []
+        shards: list[Shard] = []
         open_by_split: dict[str | None, DatasetWriter] = {}
         made: Counter[str | None] = Counter()
 
@@ -407,9 +414,8 @@ class Runner:
                 w.commit()
             prefix = f"data-{_safe_name(split)}-" if split else "data-"
             w = DatasetWriter(self.outdir / f"{prefix}{made[split]:05d}.{out.container}", out.format, register=False)
+            shards.append(Shard(split, made[split], w))
             made[split] += 1
-            self.split_of[w.path.name] = split
-            shards.append(w)
             open_by_split[split] = w
             return w
 
@@ -523,19 +529,16 @@ class Runner:
         tmp.write_text(yaml.safe_dump(lock, sort_keys=False, allow_unicode=True), encoding="utf-8")
         tmp.replace(self.outdir / LOCK)
 
-    def _register(self, shards: list[DatasetWriter]) -> None:
+    def _register(self, shards: list[Shard]) -> None:
         """dataset_info.json entries so LLaMA-Factory loads the shards with ``dataset: NAME`` (per split:
         ``NAME_train``, ``NAME_validation`` …; several shards of one split get ``-NNNNN``)."""
         name = self.recipe.output.name or self.recipe.name
-        per_split = Counter(self.split_of.get(w.path.name) for w in shards)
-        seen: Counter[str | None] = Counter()
-        for w in shards:
-            split = self.split_of.get(w.path.name)
+        per_split = Counter(shard.split for shard in shards)
+        for split, number, w in shards:
             base = f"{name}_{split}" if split else name
             entry = w.format.dataset_info(w.columns, w.ranking, w.roles)
             if entry is not None:
-                dataset_info.update(w.path, base if per_split[split] == 1 else f"{base}-{seen[split]:05d}", entry)
-            seen[split] += 1
+                dataset_info.update(w.path, base if per_split[split] == 1 else f"{base}-{number:05d}", entry)
 
 
 def _resolved_options(step: Step, raw: dict[str, Any]) -> dict[str, Any]:
