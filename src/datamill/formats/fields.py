@@ -186,6 +186,15 @@ def conversation_only(rec: Record, fmt: str) -> None:
         raise CannotExpress(f"{fmt} holds conversations, not pretraining text; use --to pretrain")
 
 
+def single_turn(rec: Record, fmt: str) -> tuple[Message, Message]:
+    """The (user, assistant) pair of a one-turn SFT record; anything else cannot be written as ``fmt``."""
+    conversation_only(rec, fmt)
+    msgs = rec.messages
+    if len(msgs) != 2 or msgs[0].role != "user" or msgs[1].role != "assistant" or rec.kind != "sft":
+        raise CannotExpress(f"{fmt} holds single-turn tasks (one user prompt, one assistant answer)")
+    return msgs[0], msgs[1]
+
+
 def require_pair(rec: Record) -> tuple[Message, Message]:
     if rec.chosen is None or rec.rejected is None:
         raise CannotExpress("a preference record needs both 'chosen' and 'rejected'")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamill.errors import CannotExpress
 from datamill.formats import fields
 from datamill.formats.base import Format, Row
 from datamill.record import Message, Record
@@ -36,17 +35,14 @@ def to_record(row: Row) -> Record:
 
 
 def from_record(rec: Record) -> Row:
-    fields.conversation_only(rec, "predictions")
-    msgs = rec.messages
-    if len(msgs) != 2 or msgs[0].role != "user" or msgs[1].role != "assistant" or rec.kind != "sft":
-        raise CannotExpress("predictions holds one user prompt and one assistant response")
+    user, answer = fields.single_turn(rec, "predictions")
     query = rec.meta.get("input")
-    instruction = msgs[0].content
+    instruction = user.content
     if isinstance(query, str) and query and instruction.endswith("\n" + query):
         instruction = instruction[: -len(query) - 1]
     else:
         query = ""
-    row: dict[str, Any] = {"instruction": instruction, "input": query, "response": msgs[1].content}
+    row: dict[str, Any] = {"instruction": instruction, "input": query, "response": answer.content}
     if isinstance(rec.meta.get("reference"), str):
         row["target"] = rec.meta["reference"]
     return row

@@ -60,15 +60,12 @@ def to_record(row: Row) -> Record:
 
 
 def from_record(rec: Record) -> Row:
-    fields.conversation_only(rec, "self_instruct")
-    msgs = rec.messages
-    if len(msgs) != 2 or msgs[0].role != "user" or msgs[1].role != "assistant" or rec.kind != "sft":
-        raise CannotExpress("self_instruct holds single-turn tasks (one user prompt, one answer)")
+    user, answer = fields.single_turn(rec, "self_instruct")
     if rec.system:
         raise CannotExpress("self_instruct has no system prompt field")
     task = rec.meta.get("task") if isinstance(rec.meta.get("task"), dict) else {}
     inp = rec.meta.get("input") if isinstance(rec.meta.get("input"), str) else ""
-    prompt = msgs[0].content
+    prompt = user.content
     if inp and prompt.endswith("\n" + inp):
         instruction = prompt[: -len(inp) - 1]
     else:
@@ -79,7 +76,7 @@ def from_record(rec: Record) -> Row:
     if task.get("name"):
         row["name"] = task["name"]
     row["instruction"] = instruction
-    row["instances"] = [{"input": inp, "output": msgs[1].content}, *task.get("more_instances", [])]
+    row["instances"] = [{"input": inp, "output": answer.content}, *task.get("more_instances", [])]
     row["is_classification"] = bool(task.get("is_classification", False))
     return row
 
