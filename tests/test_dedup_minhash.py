@@ -17,6 +17,7 @@ import datamill
 from datamill import ops
 from datamill.dedup import minhash as mh
 from datamill.dedup.evaluate import load_t0, pair_scores
+from datamill.dedup.unionfind import find, union
 from datamill.ops.base import Drop, OpContext
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner
@@ -133,20 +134,20 @@ def test_vectorized_union_find_matches_a_plain_one():
     n = 2000
     u, v = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
     parent = np.arange(n)
-    mh.union(parent, u, v)
-    roots = mh.find(parent, np.arange(n))
+    union(parent, u, v)
+    roots = find(parent, np.arange(n))
     ref = list(range(n))
 
-    def find(x):
+    def ref_find(x):
         while ref[x] != x:
             ref[x] = ref[ref[x]]
             x = ref[x]
         return x
 
     for a, b in zip(u.tolist(), v.tolist(), strict=True):
-        ra, rb = find(a), find(b)
+        ra, rb = ref_find(a), ref_find(b)
         ref[max(ra, rb)] = min(ra, rb)
-    assert roots.tolist() == [find(x) for x in range(n)]
+    assert roots.tolist() == [ref_find(x) for x in range(n)]
     assert all(roots[i] <= i for i in range(n))  # every root is its cluster's first record
 
 

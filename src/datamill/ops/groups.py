@@ -28,7 +28,7 @@ import xxhash
 from pydantic import Field
 
 from datamill.clean.text import CJK
-from datamill.dedup import minhash as mh
+from datamill.dedup.unionfind import find, union
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
 from datamill.record import Record
@@ -78,8 +78,8 @@ def shared_text_groups(hashes: list[np.ndarray], max_df: int, min_jaccard: float
     u, v = pair // n, pair % n
     jaccard = shared / np.maximum(distinct[u] + distinct[v] - shared, 1)
     ok = jaccard >= min_jaccard
-    mh.union(parent, u[ok], v[ok])
-    return mh.find(parent, np.arange(n, dtype=np.int64))
+    union(parent, u[ok], v[ok])
+    return find(parent, np.arange(n, dtype=np.int64))
 
 
 @register

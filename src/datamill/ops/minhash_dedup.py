@@ -39,6 +39,7 @@ from pydantic import Field, model_validator
 from datamill.dedup import minhash as mh
 from datamill.dedup.clusters import ClusterSpool
 from datamill.dedup.index import MinHashIndex
+from datamill.dedup.unionfind import find, union
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
 from datamill.record import Record
@@ -156,7 +157,7 @@ class MinHashDedup(Global):
             del data
             if sig_map is not None and len(u):
                 # drop pairs already joined, then check the rest against their signatures
-                fresh = mh.find(parent, u) != mh.find(parent, v)
+                fresh = find(parent, u) != find(parent, v)
                 u, v = u[fresh], v[fresh]
                 candidates += len(u)
                 ok = self._verify(sig_map, n, u, v, need)
@@ -164,12 +165,12 @@ class MinHashDedup(Global):
             else:
                 candidates += len(u)
             joined += len(u)
-            mh.union(parent, u, v)
+            union(parent, u, v)
         if sig_map is not None:
             sig_map.close()
             sig_file.close()
         self.stats.update(candidate_pairs=int(candidates), joined_pairs=int(joined))
-        return mh.find(parent, np.arange(n, dtype=np.int64))
+        return find(parent, np.arange(n, dtype=np.int64))
 
     def _verify(self, sig_map: mmap.mmap, n: int, u: np.ndarray, v: np.ndarray, need: int) -> np.ndarray:
         """Pairs whose signatures agree on at least ``need`` values. The signature file is mapped

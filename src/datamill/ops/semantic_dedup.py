@@ -28,8 +28,8 @@ import numpy as np
 import orjson
 from pydantic import Field
 
-from datamill.dedup import minhash as mh
 from datamill.dedup.clusters import ClusterSpool
+from datamill.dedup.unionfind import find, union
 from datamill.errors import DatamillError
 from datamill.llm.embeddings import EmbedConfig, get_embedder
 from datamill.ops import register
@@ -171,8 +171,8 @@ class SemanticDedup(Global):
             u, v = (self._pairs_usearch if backend == "usearch" else self._pairs_exact)(emb)
             del emb
             self.stats["joined_pairs"] = int(len(u))
-            mh.union(parent, rows[u], rows[v])
-        return mh.find(parent, np.arange(n, dtype=np.int64))
+            union(parent, rows[u], rows[v])
+        return find(parent, np.arange(n, dtype=np.int64))
 
     # ---- the operator --------------------------------------------------------------------------
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 from pydantic import Field, model_validator
 
-from datamill.dedup import minhash as mh
+from datamill.dedup.unionfind import find, union
 from datamill.ops import register
 from datamill.ops.base import Drop, Global, OpConfig
 from datamill.record import Record
@@ -145,8 +145,8 @@ class Split(Global):
         del key_index
         parent = np.arange(n, dtype=np.int64)
         if u:
-            mh.union(parent, np.asarray(u, np.int64), np.asarray(v, np.int64))
-        roots = mh.find(parent, np.arange(n, dtype=np.int64)) if n else parent
+            union(parent, np.asarray(u, np.int64), np.asarray(v, np.int64))
+        roots = find(parent, np.arange(n, dtype=np.int64)) if n else parent
         del u, v, parent
         sizes = np.bincount(roots, minlength=n) if n else np.zeros(0, np.int64)
         group_ids = np.flatnonzero(sizes)
