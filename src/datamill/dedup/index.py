@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from datamill.dedup import minhash as mh
+from datamill.dedup.lookup import equal_keys
 from datamill.errors import DatamillError
 
 EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of a record with no shingles
@@ -56,14 +57,9 @@ class MinHashIndex:
             seg_keys = np.fromfile(seg / "keys.u64", dtype=np.uint64)
             seg_rows = np.fromfile(seg / "rows.u32", dtype=np.uint32)
             seg_sig = np.load(seg / "signatures.npy", mmap_mode="r")
-            q = keys[open_rows].ravel()
-            owner = np.repeat(open_rows, keys.shape[1])
-            lo, hi = np.searchsorted(seg_keys, q, "left"), np.searchsorted(seg_keys, q, "right")
-            hits = np.flatnonzero(hi > lo)
-            counts = (hi - lo)[hits]
-            u = np.repeat(owner[hits], counts)  # position in `valid`
-            starts = np.repeat(lo[hits] - np.cumsum(np.r_[0, counts[:-1]]), counts)
-            v = seg_rows[starts + np.arange(counts.sum())].astype(np.int64)
+            query, at = equal_keys(seg_keys, keys[open_rows].ravel())
+            u = open_rows[query // keys.shape[1]]  # position in `valid`
+            v = seg_rows[at].astype(np.int64)
             if not len(u):
                 continue
             ok = (sig[valid[u]] == seg_sig[v]).sum(axis=1) >= need

@@ -28,6 +28,7 @@ from pydantic import Field
 
 import datamill
 from datamill.dedup import minhash as mh
+from datamill.dedup.lookup import equal_keys
 from datamill.dedup.minhash import xxh3_64_intdigest
 from datamill.errors import DatamillError
 from datamill.io.readers import iter_rows
@@ -192,13 +193,9 @@ class Decontaminate(Filter):
             grams = np.unique(np.array(self._ngrams(toks, cjk), dtype=np.uint64))
             if not len(grams):
                 continue
-            lo, hi = np.searchsorted(keys, grams, "left"), np.searchsorted(keys, grams, "right")
-            counts = hi - lo
-            hits = np.flatnonzero(counts)
-            if not len(hits):
+            _, positions = equal_keys(keys, grams)
+            if not len(positions):
                 continue
-            n = counts[hits]
-            positions = np.repeat(lo[hits] - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
             shared = np.bincount(owners[positions], minlength=len(self._sizes))
             share = np.where(self._sizes >= c.fuzzy_min_ngrams, shared / np.maximum(self._sizes, 1), 0.0)
             unit = int(np.argmax(share))
