@@ -6,8 +6,6 @@ records below (judge) or above (perplexity) a threshold."""
 from __future__ import annotations
 
 import math
-import threading
-from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -66,9 +64,6 @@ class PerplexityConfig(OpConfig):
 class _Scorer:
     """A llama.cpp context that keeps the logits of every position (needed for perplexity)."""
 
-    _shared: ClassVar[dict[tuple, _Scorer]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(self, model_path: str | None, n_ctx: int, n_threads: int | None):
         from llama_cpp import Llama
 
@@ -78,14 +73,6 @@ class _Scorer:
         path = model_path or str(default_model_path())
         self.llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, logits_all=True, verbose=False)
         close_at_exit(self.llm)
-
-    @classmethod
-    def get(cls, model_path: str | None, n_ctx: int, n_threads: int | None) -> _Scorer:
-        key = (model_path, n_ctx, n_threads)
-        with cls._lock:
-            if key not in cls._shared:
-                cls._shared[key] = cls(model_path, n_ctx, n_threads)
-            return cls._shared[key]
 
     def perplexity(self, text: str, max_tokens: int) -> tuple[float, int]:
         import numpy as np
@@ -109,10 +96,13 @@ class Perplexity(Filter):
     name = "perplexity"
     Config = PerplexityConfig
 
+    _scorer: _Scorer | None = None  # loaded on first use; the op itself lives once per worker process
+
     def reason(self, record: Record) -> str | None:
         cfg: PerplexityConfig = self.config
-        scorer = _Scorer.get(cfg.model_path, cfg.max_tokens + 8, cfg.n_threads)
-        ppl, n = scorer.perplexity(record.part(cfg.part), cfg.max_tokens)
+        if self._scorer is None:
+            self._scorer = _Scorer(cfg.model_path, cfg.max_tokens + 8, cfg.n_threads)
+        ppl, n = self._scorer.perplexity(record.part(cfg.part), cfg.max_tokens)
         record.meta["perplexity"] = None if math.isnan(ppl) else round(ppl, 3)
         self.counters["tokens_scored"] += n
         if cfg.max_perplexity is not None and not math.isnan(ppl) and ppl > cfg.max_perplexity:
