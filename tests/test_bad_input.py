@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 import datamill
-import datamill.io.readers as readers
 from datamill import Quarantined, Record
 from datamill.cli import app
 from datamill.errors import DatamillError, FileError
+from datamill.io.outputs import MANIFEST
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LF = DATA / "llamafactory"
@@ -46,9 +46,10 @@ def output_records(path: Path) -> list[dict]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temporary or hidden files a writer may leave behind (``.x.tmp-PID``, spools)."""
-    return sorted(p.name for p in folder.rglob("*") if p.name.startswith(".") or ".tmp-" in p.name
-                  or ".spool-" in p.name)
+    """Temporary or hidden files a writer may leave behind (``.x.tmp-PID``, spools); the manifest of
+    what datamill wrote is meant to stay."""
+    return sorted(p.name for p in folder.rglob("*") if p.name != MANIFEST and (p.name.startswith(".")
+                  or ".tmp-" in p.name or ".spool-" in p.name))
 
 
 def qpath_of(out: Path) -> Path:
@@ -392,64 +393,38 @@ def _truncated_array(tmp_path: Path) -> Path:
     return src
 
 
-def test_truncated_json_array_raises_file_error_and_writes_nothing(tmp_path):
+def test_truncated_json_array_keeps_the_records_before_the_cut(tmp_path):
+    """Issue 15 item 3: the intact records are written, the cut one is quarantined with its line —
+    by the API and by the CLI alike (the whole file used to be lost)."""
     src = _truncated_array(tmp_path)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    with pytest.raises(FileError) as info:
-        datamill.convert(src, out_dir / "x.jsonl", to="sharegpt")
-    assert "alpaca_cut.json" in str(info.value)
-    assert re.search(r"line \d+", str(info.value))
-    assert list(out_dir.iterdir()) == []
-    with pytest.raises(FileError):
-        list(datamill.read(src))
-
-
-def test_truncated_json_array_cli_exit_1_without_traceback(tmp_path):
-    src = _truncated_array(tmp_path)
+    whole = json.loads((LF / "alpaca_en_demo.json").read_bytes())
     out = tmp_path / "out" / "x.jsonl"
-    result = CliRunner().invoke(app, ["convert", str(src), str(out), "--to", "sharegpt"],
+    summary = datamill.convert(src, out, to="alpaca")
+    q = check_accounting(summary, out, summary.read)
+    assert summary.quarantined == 1 and summary.written == summary.read - 1 > 400
+    assert q[0]["line"] > 1 and "alpaca_cut.json" in q[0]["file"]
+    written = output_records(out)
+    assert [r["output"] for r in written] == [r["output"] for r in whole[: len(written)]]
+    items = list(datamill.read(src))
+    assert sum(isinstance(x, Quarantined) for x in items) == 1 and isinstance(items[-1], Quarantined)
+    result = CliRunner().invoke(app, ["convert", str(src), str(tmp_path / "cli" / "x.jsonl"), "--to", "sharegpt"],
                                 env={"COLUMNS": "200"})
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert "alpaca_cut.json" in result.output
-    assert "error" in result.output.lower()
-    assert not out.exists()
-    assert not out.parent.exists() or leftovers(out.parent) == [] and list(out.parent.iterdir()) == []
-
-
-def test_truncated_large_json_array_streamed_aborts_cleanly(tmp_path, monkeypatch):
-    # files above SMALL_JSON are streamed; make the threshold tiny so a 300-record file streams and
-    # the cut comes after the detection window, when the output is already being written
-    monkeypatch.setattr(readers, "SMALL_JSON", 1)
-    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(300)]
-    text = json.dumps(rows, indent=2)
-    src = tmp_path / "in" / "big.json"
-    src.parent.mkdir()
-    src.write_text(text[: len(text) * 3 // 4], encoding="utf-8")
-    out_dir = tmp_path / "out"
-    with pytest.raises(FileError, match="big.json"):
-        datamill.convert(src, out_dir / "big.jsonl", to="sharegpt")
-    assert not out_dir.exists() or list(out_dir.iterdir()) == []
-
-    ok = tmp_path / "in" / "ok.json"
-    ok.write_text(text, encoding="utf-8")
-    summary = datamill.convert(ok, out_dir / "ok.jsonl", to="sharegpt")
-    check_accounting(summary, out_dir / "ok.jsonl", 300)
+    assert result.exit_code == 0 and "quarantined 1" in result.output, result.output
 
 
 @pytest.mark.parametrize("n_lines", [300, 20], ids=["cut-after-64KiB", "cut-within-first-64KiB"])
-def test_truncated_gzip_jsonl_is_file_error(tmp_path, n_lines):
+def test_truncated_gzip_jsonl_keeps_the_lines_before_the_cut(tmp_path, n_lines):
     lines = (LF / "c4_demo.jsonl").read_bytes().splitlines(keepends=True)[:n_lines]
     data = gzip.compress(b"".join(lines))
     src = tmp_path / "in" / "c4.jsonl.gz"
     src.parent.mkdir()
     src.write_bytes(data[: len(data) // 2])
-    out_dir = tmp_path / "out"
-    with pytest.raises(FileError, match="c4.jsonl.gz"):
-        datamill.convert(src, out_dir / "c4.jsonl", to="pretrain")
-    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+    out = tmp_path / "out" / "c4.jsonl"
+    summary = datamill.convert(src, out, to="pretrain")
+    q = check_accounting(summary, out, summary.read)
+    assert summary.quarantined == 1 and "cut short" in q[0]["error"]
+    kept = [r["text"] for r in output_records(out)]
+    assert kept == [json.loads(x)["text"] for x in lines[: len(kept)]]
 
 
 def test_not_gzip_data_in_gz_file_is_file_error(tmp_path):

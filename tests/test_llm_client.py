@@ -145,13 +145,13 @@ def test_invalid_json_body_is_retried_then_errors():
     assert info.value.reason == "bad body" and "not JSON" in str(info.value)
 
 
-def test_json_without_choices_is_a_clear_error():
-    with FakeLLM(["nochoices"]) as fake:
-        c = client(fake)
+def test_json_without_choices_is_retried_then_a_clear_error():
+    with FakeLLM(default="nochoices") as fake:
+        c = client(fake, max_retries=1)
         with pytest.raises(LLMError) as info:
             run(ask(c))
     assert info.value.reason == "bad body" and "no choices" in str(info.value)
-    assert fake.count == 1
+    assert fake.count == 2
 
 
 def test_4xx_is_not_retried():

@@ -50,6 +50,9 @@ err = Console(stderr=True)
 
 FromOpt = Annotated[str | None, typer.Option("--from", "-f", help="Input format (default: detect).")]
 EncodingOpt = Annotated[str | None, typer.Option(help="Input text encoding (default: detect).")]
+OverwriteOpt = Annotated[
+    bool, typer.Option(help="Replace existing files or folders that datamill did not write (refused by default).")
+]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -98,6 +101,7 @@ def convert_cmd(
         Path | None, typer.Option(help="Where unreadable records go (default: OUT-STEM.quarantine.jsonl).")
     ] = None,
     dataset_info: Annotated[bool, typer.Option(help="Write/update dataset_info.json next to the output.")] = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Convert a dataset to another format; bad records go to a quarantine file, the rest are written."""
     try:
@@ -122,6 +126,7 @@ def convert_cmd(
                 quarantine,
                 dataset_info,
                 on_progress=lambda n: progress.update(task, completed=n),
+                overwrite=overwrite,
             )
     except (DatamillError, OSError) as e:
         _fail(str(e))
@@ -257,8 +262,10 @@ def run_cmd(
     executor: Annotated[str | None, typer.Option(help="local or ray (default: the recipe's).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start one).")] = None,
     keep_work: Annotated[bool, typer.Option(help="Keep OUTDIR/.datamill-work after success.")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run a recipe: inputs → steps → OUTDIR/data-*, dropped.jsonl, quarantine.jsonl, stats.json, lock."""
+    r = None
     try:
         r = recipes.load(recipe, inputs, outdir)
         for path in r.skipped:
@@ -286,9 +293,10 @@ def run_cmd(
                     tasks[label] = progress.add_task(label, total=total)
                 progress.update(tasks[label], completed=done, total=total)
 
-            result = Runner(r, progress=report, keep_work=keep_work, ray_address=ray_address).run()
+            runner = Runner(r, progress=report, keep_work=keep_work, ray_address=ray_address, overwrite=overwrite)
+            result = runner.run()
     except (DatamillError, OSError) as e:
-        _fail(str(e))
+        _fail(r.scrub(str(e)) if r is not None else str(e))  # a server's reply may quote a ${VAR} header back
     _print_funnel(result)
 
 
@@ -340,6 +348,14 @@ def _print_funnel(result: RunResult) -> None:
         f"{status}: input {st['input']:,}{made} = kept {st['kept']:,} + dropped {st['dropped']:,} "
         f"+ quarantined {st['quarantined']:,}"
     )
+    files = st.get("files", {})
+    if files.get("unreadable"):
+        out.print(
+            f"[yellow]{files['unreadable']:,} of {files['input']:,} input file(s) unreadable[/] "
+            "(their records are not counted above; see quarantine.jsonl):"
+        )
+        for entry in files["failures"][:10]:
+            err.print(escape(f"  {entry['file']}: {entry['error']}"), highlight=False)
     out.print(escape(f"output: {result.outdir}/ ({', '.join(result.shards)})"), highlight=False)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from datamill import validate
 from datamill.dataset import DatasetWriter, Quarantined, read_with_format
-from datamill.errors import CannotExpress
+from datamill.errors import CannotExpress, FileError
+from datamill.io import outputs
 from datamill.io.writers import JsonlWriter
 from datamill.record import Record
 
@@ -59,19 +60,27 @@ def convert(
     quarantine: str | Path | None = None,
     register: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> Summary:
+    """``overwrite`` lets the output and quarantine files replace files datamill did not write."""
     src, dst = Path(src), Path(dst)
+    outputs.refuse_unsafe(dst)
     qpath = Path(quarantine) if quarantine else default_quarantine_path(dst)
+    for target in (dst, qpath):
+        t, s = target.resolve(), src.resolve()
+        if t == s or t in s.parents or s in t.parents:
+            raise FileError(f"{target}: is, holds or lies inside the input {src}; write the output somewhere else")
+    outputs.check_replace(qpath, overwrite)
     summary = Summary(str(src), str(dst), target=to)
     fmt, items = read_with_format(src, from_, encoding, ids=keep_meta)
     summary.detected = fmt.name if fmt else None
-    writer = DatasetWriter(dst, to, keep_meta=keep_meta, register=register, name=name)
+    writer = DatasetWriter(dst, to, keep_meta=keep_meta, register=register, name=name, overwrite=overwrite)
     qwriter: JsonlWriter | None = None
 
     def put_aside(q: Quarantined) -> None:
         nonlocal qwriter
         if qwriter is None:
-            qwriter = JsonlWriter(qpath)
+            qwriter = JsonlWriter(qpath, output=True, overwrite=overwrite)
         qwriter.write(q.to_dict())
         summary.quarantined += 1
         summary.reasons[_reason(q.error)] += 1

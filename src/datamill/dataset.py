@@ -124,7 +124,8 @@ def _records(path: Path, fmt: Format, rows: Iterator[RawRow], ids: bool) -> Iter
 
 
 class DatasetWriter:
-    """Write records in one format into one file; ``commit`` makes it appear atomically."""
+    """Write records in one format into one file; ``commit`` makes it appear atomically. It refuses to
+    replace a file or folder datamill did not write unless ``overwrite``."""
 
     def __init__(
         self,
@@ -133,6 +134,7 @@ class DatasetWriter:
         keep_meta: bool = False,
         register: bool = True,
         name: str | None = None,
+        overwrite: bool = False,
     ):
         self.path = Path(path)
         self.format = formats.get(fmt) if isinstance(fmt, str) else fmt
@@ -141,7 +143,7 @@ class DatasetWriter:
         self.name = name or dataset_info.entry_name(self.path)
         if register:
             dataset_info.load(self.path)  # a broken dataset_info.json fails now, before any work
-        self.rows = open_writer(self.path)
+        self.rows = open_writer(self.path, output=True, overwrite=overwrite)
         if isinstance(self.rows, TxtWriter) and self.format.name != "pretrain":
             self.rows.abort()
             raise FileError(f"{self.path}: .txt holds pretraining text only; use .jsonl/.json for {self.format.name}")

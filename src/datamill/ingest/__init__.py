@@ -111,22 +111,48 @@ def is_document(path: str | Path) -> bool:
     return doc_type(str(path)) is not None
 
 
-def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files as given; directories walked in sorted order (hidden files skipped)."""
+def walk(root: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every file under ``root`` (sorted; links to directories are not followed) and, apart, each
+    entry that could not be looked at with the reason — a directory that cannot be listed, a broken
+    link — which ``Path.rglob`` would skip without a word."""
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+
+    def unlisted(e: OSError) -> None:
+        problems.append((Path(e.filename), f"cannot list the directory: {e.strerror or e}"))
+
+    for top, _, names in os.walk(root, onerror=unlisted):
+        for name in names:
+            path = Path(top, name)
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink() and not path.exists():
+                problems.append((path, "broken symbolic link (its target is missing)"))
+    return sorted(files), sorted(problems)
+
+
+def expand(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
+    """``(path, None)`` for each file as given and each file under a directory (sorted, hidden ones
+    skipped); ``(path, reason)`` for what under a directory cannot be read, so it is reported."""
     for p in map(Path, paths):
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
-                    yield f
-        else:
-            yield p
+        if not p.is_dir():
+            yield p, None
+            continue
+        files, problems = walk(p)
+        listing = [(f, None) for f in files] + problems
+        for f, why in sorted(listing, key=lambda item: item[0]):
+            if not any(part.startswith(".") for part in f.relative_to(p).parts):
+                yield f, why
 
 
 def read_documents(paths: Iterable[str | Path], **options: Any) -> Iterator[Record | Quarantined]:
-    """Records of every readable document, one ``Quarantined`` per file that cannot be read.
+    """Records of every readable document, one ``Quarantined`` per file (or directory) that cannot be read.
 
     Options: ``pdf_engine`` (``pymupdf`` | ``pypdf``), ``pdf_tables`` (find tables on PDF pages)."""
-    for index, path in enumerate(expand(paths)):
+    for index, (path, problem) in enumerate(expand(paths)):
+        if problem is not None:
+            yield _error(str(path), index, problem)
+            continue
         if not path.exists():
             yield _error(str(path), index, "no such file or directory")
             continue
@@ -213,4 +239,5 @@ __all__ = [
     "raw_rows",
     "read_documents",
     "read_source",
+    "walk",
 ]

@@ -7,7 +7,12 @@ yield sections; ``datamill.ingest.read_documents`` turns them into records with 
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import struct
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +24,86 @@ from datamill.errors import DatamillError
 class DocumentError(DatamillError):
     """The whole document cannot be read (encrypted, empty, truncated …); the message names no path,
     the caller adds it."""
+
+
+# Decompression bombs: DOCX, PPTX, XLSX, ODT and EPUB are zip files, and a 1 MB one can inflate to GBs.
+MAX_INFLATED_BYTES = 256 << 20  # all members together; env DATAMILL_MAX_INFLATED_BYTES overrides
+MAX_INFLATE_RATIO = 200  # per member past 1 MiB (XML compresses 5-50x, zeros 1000x); env DATAMILL_MAX_INFLATE_RATIO
+_RATIO_GRACE = 1 << 20
+_CHUNK = 1 << 20
+
+
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def open_zip(src: Source, kind: str) -> zipfile.ZipFile:
+    """The document's zip container, once it is shown to inflate to no more than the limits: the
+    declared sizes are checked first (nothing inflated), then every member is inflated once, a chunk
+    at a time, and must stop at its declared size — ``zipfile`` trusts that size only after inflating
+    the whole member into memory, and the libraries reading DOCX/PPTX/XLSX rely on ``zipfile``."""
+    try:
+        z = zipfile.ZipFile(io.BytesIO(src.data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise DocumentError(f"not a readable {kind} file (damaged, truncated or not a zip container)") from None
+    budget = _limit("DATAMILL_MAX_INFLATED_BYTES", MAX_INFLATED_BYTES)
+    ratio = _limit("DATAMILL_MAX_INFLATE_RATIO", MAX_INFLATE_RATIO)
+    members = z.infolist()
+    declared = sum(m.file_size for m in members)
+    if declared > budget:
+        z.close()
+        raise DocumentError(
+            f"refused: inflates to {declared:,} bytes, more than the limit of {budget:,} "
+            "(a decompression bomb? raise DATAMILL_MAX_INFLATED_BYTES to read it)"
+        )
+    for m in members:
+        if m.file_size > _RATIO_GRACE and m.file_size > ratio * max(m.compress_size, 1):
+            z.close()
+            raise DocumentError(
+                f"refused: {m.filename} inflates {m.file_size // max(m.compress_size, 1):,}x "
+                f"({m.compress_size:,} → {m.file_size:,} bytes), past the limit of {ratio}x "
+                "(a decompression bomb? raise DATAMILL_MAX_INFLATE_RATIO to read it)"
+            )
+    try:
+        for m in members:
+            if _inflated_size(src.data, m) > m.file_size:
+                raise DocumentError(
+                    f"refused: {m.filename} inflates to more than the {m.file_size:,} bytes its zip entry "
+                    "declares (a forged or damaged zip)"
+                )
+    except BaseException:
+        z.close()
+        raise
+    return z
+
+
+def _inflated_size(data: bytes, m: zipfile.ZipInfo) -> int:
+    """What the member really inflates to, counted a chunk at a time and only up to one chunk past
+    its declared size."""
+    if m.flag_bits & 0x1:
+        raise DocumentError(f"{m.filename} is encrypted (password-protected)")
+    header = data[m.header_offset : m.header_offset + 30]
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise DocumentError(f"not a readable zip container (no local header for {m.filename})")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    start = m.header_offset + 30 + name_len + extra_len
+    body = memoryview(data)[start : start + m.compress_size]
+    if m.compress_type == zipfile.ZIP_STORED:
+        return len(body)
+    if m.compress_type != zipfile.ZIP_DEFLATED:
+        raise DocumentError(f"{m.filename} uses zip compression method {m.compress_type}; documents use deflate")
+    inflater, size = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    pending: bytes | memoryview = body
+    try:
+        while pending and not inflater.eof and size <= m.file_size:
+            size += len(inflater.decompress(pending, _CHUNK))
+            pending = inflater.unconsumed_tail
+        if size <= m.file_size:
+            size += len(inflater.flush())
+    except zlib.error:
+        raise DocumentError(f"not a readable zip container ({m.filename} is damaged)") from None
+    return size
 
 
 @dataclass(slots=True)

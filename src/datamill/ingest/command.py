@@ -14,6 +14,7 @@ from datamill.dataset import DatasetWriter, Quarantined
 from datamill.errors import CannotExpress, DatamillError
 from datamill.ingest import read_documents
 from datamill.ingest.chunking import Unit, chunk_record
+from datamill.io import outputs
 from datamill.io.writers import JsonlWriter
 from datamill.record import Record
 
@@ -21,7 +22,8 @@ from datamill.record import Record
 @dataclass
 class IngestSummary:
     files_ok: list[str] = field(default_factory=list)
-    files_failed: dict[str, str] = field(default_factory=dict)  # file → reason
+    files_failed: dict[str, str] = field(default_factory=dict)  # file (or directory) → reason
+    dirs_failed: list[str] = field(default_factory=list)  # directories that could not be listed: files unread
     sections: int = 0  # pages / slides / sheets / heading sections read
     written: int = 0
     quarantined: int = 0
@@ -44,6 +46,7 @@ def ingest(
     unit: Unit = "tokens",
     keep_meta: bool = True,
     quarantine: str | Path | None = None,
+    overwrite: bool = False,
     **read_options: Any,
 ) -> IngestSummary:
     """Read every document under ``paths``, write its records to ``out`` (chunked when
@@ -51,13 +54,16 @@ def ingest(
     out = Path(out)
     summary = IngestSummary(output=out)
     qpath = Path(quarantine) if quarantine else quarantine_path_for(out)
-    bad = JsonlWriter(qpath)
+    outputs.check_replace(out, overwrite)  # before the quarantine file exists, so a refusal leaves nothing
+    bad = JsonlWriter(qpath, output=True, overwrite=overwrite)
     ok_files: dict[str, None] = {}
     try:
-        with DatasetWriter(out, fmt, keep_meta=keep_meta) as writer:
+        with DatasetWriter(out, fmt, keep_meta=keep_meta, overwrite=overwrite) as writer:
             for item in read_documents(paths, **read_options):
                 if isinstance(item, Quarantined):
                     summary.files_failed[item.file] = item.error
+                    if Path(item.file).is_dir():
+                        summary.dirs_failed.append(item.file)
                     bad.write(item.to_dict())
                     continue
                 summary.sections += 1
@@ -106,6 +112,9 @@ def ingest_command(
     quarantine: Annotated[
         Path | None, typer.Option(help="Where bad files go (default: OUT-STEM.quarantine.jsonl).")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing file or folder datamill did not write (refused by default).")
+    ] = False,
 ) -> None:
     """Ingest documents (PDF, DOCX, PPTX, XLSX, ODT, HTML, Markdown, TXT, CSV, EPUB, RTF, EML, images
     with OCR) into pretraining records with provenance; unreadable files are listed with the reason."""
@@ -126,13 +135,18 @@ def ingest_command(
             unit,  # type: ignore[arg-type]
             keep_meta,
             quarantine,
+            overwrite,
             pdf_engine=pdf_engine,
         )
     except (DatamillError, ValueError) as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
     types = ", ".join(f"{k} {v}" for k, v in sorted(s.by_type.items()))
-    out.print(f"files ok: {len(s.files_ok)}   failed: {len(s.files_failed)}   sections: {s.sections} ({types})")
+    dirs = len(s.dirs_failed)
+    unlisted = f" ({dirs} director{'y' if dirs == 1 else 'ies'} unreadable)" if dirs else ""
+    out.print(
+        f"files ok: {len(s.files_ok)}   failed: {len(s.files_failed)}{unlisted}   sections: {s.sections} ({types})"
+    )
     for reason in s.files_failed.values():
         err.print(f"[yellow]skipped[/] {escape(reason)}", highlight=False)
     where = f" → {s.quarantine_path}" if s.quarantine_path else ""

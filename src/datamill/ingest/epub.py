@@ -4,13 +4,11 @@ library: container.xml → the OPF package → its spine."""
 
 from __future__ import annotations
 
-import io
 import posixpath
-import zipfile
 from collections.abc import Iterator
 from xml.etree import ElementTree
 
-from datamill.ingest.base import DocumentError, Section, Source, markdown_sections
+from datamill.ingest.base import DocumentError, Section, Source, markdown_sections, open_zip
 
 _OPF = "{http://www.idpf.org/2007/opf}"
 _CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
@@ -19,11 +17,7 @@ _CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
 def read(src: Source) -> Iterator[Section]:
     from datamill.ingest.html import decode_html, html_to_markdown
 
-    try:
-        z = zipfile.ZipFile(io.BytesIO(src.data))
-    except zipfile.BadZipFile:
-        raise DocumentError("not a readable EPUB file (damaged, truncated or not a zip container)") from None
-    with z:
+    with open_zip(src, "EPUB") as z:
         try:
             container = ElementTree.fromstring(z.read("META-INF/container.xml"))
             rootfile = container.find(f"{_CONTAINER}rootfiles/{_CONTAINER}rootfile")

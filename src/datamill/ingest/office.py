@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 from xml.etree import ElementTree
 
-from datamill.ingest.base import DocumentError, Section, SectionBuilder, Source, table_markdown
+from datamill.ingest.base import DocumentError, Section, SectionBuilder, Source, open_zip, table_markdown
 
 SHEET_ROWS_PER_SECTION = 200
 
 
 def _zip_guard(src: Source, kind: str) -> None:
-    if not zipfile.is_zipfile(io.BytesIO(src.data)):
-        raise DocumentError(f"not a readable {kind} file (damaged, truncated or not a zip container)")
+    """A readable zip that is no decompression bomb, before the library reading it inflates anything."""
+    open_zip(src, kind).close()
 
 
 # ---------------------------------------------------------------------------------------------- DOCX
@@ -172,9 +172,8 @@ _TB = "{" + _NS["table"] + "}"
 
 
 def read_odt(src: Source) -> Iterator[Section]:
-    _zip_guard(src, "ODT")
     try:
-        with zipfile.ZipFile(io.BytesIO(src.data)) as z:
+        with open_zip(src, "ODT") as z:
             root = ElementTree.fromstring(z.read("content.xml"))
     except (KeyError, zipfile.BadZipFile, ElementTree.ParseError) as e:
         raise DocumentError(f"not a readable ODT file: {e}") from None

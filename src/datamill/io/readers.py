@@ -2,16 +2,24 @@
 
 Each row comes with where it came from (``file:line`` or ``file[#index]``). A row that cannot be
 parsed comes back with an error instead of data, so the caller can quarantine it and go on.
-A file that cannot be read at all raises ``FileError``. Nothing loads a whole large file in memory.
+A file that cannot be read at all raises ``FileError``, before any row. Damage found part-way
+(a cut-short file, a broken record, bytes that do not decode) costs only the records it touches:
+each becomes one row with an error, and every intact record before and after it is still read.
+Nothing loads a whole large file in memory, and no record over ``max_record_bytes()`` is parsed.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
-import gzip
+import datetime
+import decimal
 import io
+import os
+import re
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +28,11 @@ from typing import IO, Any
 import orjson
 
 from datamill.errors import FileError
-from datamill.io.encoding import sniff, sniff_bytes
+from datamill.io.encoding import sniff_bytes
 
-SMALL_JSON = 64 << 20  # .json files under this are parsed in one go (fast); larger ones stream
+SMALL_JSON = 64 << 20  # .json files up to this are read in one piece; larger ones in pieces this big
+MAX_RECORD_BYTES = 16 << 20  # default for DATAMILL_MAX_RECORD_BYTES
+UTF8 = ("utf-8", "ascii", "utf-8-sig")
 CONTAINERS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -33,6 +43,11 @@ CONTAINERS = {
     ".txt": "txt",
 }
 
+# Bytes that do not decode become this lone surrogate, which no decoder ever produces, so a line or
+# record holding it can be quarantined while the rest of the file reads on.
+MARK = "\udfff"
+codecs.register_error("datamill-mark", lambda e: (MARK, e.end))
+
 
 @dataclass(slots=True)
 class RawRow:
@@ -42,6 +57,38 @@ class RawRow:
     row: dict[str, Any] | None
     error: str | None = None
     raw: Any = None  # the unparsed text, kept for the quarantine file
+
+
+def max_record_bytes() -> int:
+    """The largest record read (raw bytes; characters for text not in UTF-8): ``DATAMILL_MAX_RECORD_BYTES``."""
+    value = os.environ.get("DATAMILL_MAX_RECORD_BYTES")
+    if not value:
+        return MAX_RECORD_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        raise FileError(f"DATAMILL_MAX_RECORD_BYTES={value!r} is not a number of bytes") from None
+    if limit < 1:
+        raise FileError(f"DATAMILL_MAX_RECORD_BYTES={value!r} must be positive")
+    return limit
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"record of {size:,} bytes is over the {limit:,}-byte limit (DATAMILL_MAX_RECORD_BYTES); not parsed"
+
+
+def json_value(value: Any) -> Any:
+    """``orjson`` ``default=`` hook: values of columnar files that JSON has no type for, made JSON, so
+    writing a record or a quarantine entry never fails on them."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return float(value)  # one type per column, as JSON numbers are read back
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
 
 
 def container_of(path: Path) -> str:
@@ -72,7 +119,7 @@ def iter_rows(path: str | Path, encoding: str | None = None) -> Iterator[RawRow]
             raise FileError(f"unknown encoding '{encoding}' (try utf-8, utf-16, gb18030, cp1252)") from None
     try:
         yield from _rows(path, encoding)
-    except (OSError, EOFError, UnicodeError, LookupError) as e:  # unreadable: truncated .gz, wrong codec …
+    except (OSError, EOFError, UnicodeError, LookupError) as e:  # unreadable: not gzip, permission denied …
         raise FileError(f"{path}: cannot read: {e}") from None
 
 
@@ -86,90 +133,250 @@ def _rows(path: Path, encoding: str | None) -> Iterator[RawRow]:
     if container == "parquet":
         yield from _parquet_rows(path)
         return
+    limit = max_record_bytes()
     enc = encoding or _sniff(path)
     if container == "jsonl":
-        yield from _jsonl_rows(path, enc)
+        yield from _jsonl_rows(path, enc, limit, guessed=encoding is None)
     elif container == "json":
-        yield from _json_rows(path, enc)
+        yield from _json_rows(path, enc, limit)
     elif container == "csv":
-        yield from _csv_rows(path, enc)
+        yield from _csv_rows(path, enc, limit)
     else:
-        yield from _txt_rows(path, enc)
+        yield from _txt_rows(path, enc, limit)
 
 
 def _is_gz(path: Path) -> bool:
     return path.suffix.lower() == ".gz"
 
 
+class _Gunzip(io.RawIOBase):
+    """A .gz file's data (every member) that ends quietly where the file is cut short or corrupt,
+    with ``damage`` saying why, so the reader keeps every record before that point. Data that is
+    not gzip at all is a file-level failure."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.unzip = zlib.decompressobj(31)
+        self.pending = memoryview(b"")
+        self.produced = 0
+        self.damage: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            if self.damage is not None or self.file.closed:
+                return 0
+            self.pending = memoryview(self._inflate())
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        self.produced += n
+        return n
+
+    def _inflate(self) -> bytes:
+        data = self.file.read(1 << 16)
+        try:
+            if not data:
+                if not self.unzip.eof:
+                    self.damage = "the .gz file is cut short"
+                self.file.close()
+                return b""
+            out = self.unzip.decompress(data)
+            while self.unzip.eof and self.unzip.unused_data:  # the next member
+                rest = self.unzip.unused_data
+                self.unzip = zlib.decompressobj(31)
+                out += self.unzip.decompress(rest)
+            return out
+        except zlib.error as e:
+            if self.produced == 0 and not self.pending:
+                raise OSError(f"not a readable gzip file ({e})") from None
+            self.damage = f"the .gz data is corrupt ({e})"
+            return b""
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
 def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")
+    return io.BufferedReader(_Gunzip(path), 1 << 16) if _is_gz(path) else open(path, "rb")
+
+
+def _damage(f: IO) -> str | None:
+    """Why a .gz stream ended early, if it did."""
+    return getattr(getattr(f, "raw", None), "damage", None)
 
 
 def _sniff(path: Path) -> str:
-    if _is_gz(path):
-        with gzip.open(path, "rb") as f:
-            return sniff_bytes(f.read(1 << 16))
-    return sniff(path)
+    with _open_binary(path) as f:
+        return sniff_bytes(f.read(1 << 16))
 
 
 def _open_text(path: Path, enc: str) -> IO[str]:
-    return io.TextIOWrapper(_open_binary(path), encoding=enc, errors="strict", newline="")
+    return io.TextIOWrapper(_open_binary(path), encoding=enc, errors="datamill-mark", newline="")
 
 
-def _parse_line(where: str, lineno: int, index: int, data: bytes | str) -> RawRow:
+def _lines(f: IO, limit: int) -> Iterator[tuple[int, Any]]:
+    """(line number, line) for each line; a line over ``limit`` comes as its size (an int) instead,
+    read in pieces and dropped, never held whole."""
+    if not isinstance(f, io.TextIOBase):
+        yield from _byte_lines(f, limit)
+        return
+    lineno = 0
+    while line := f.readline(limit + 1):
+        lineno += 1
+        if len(line) > limit and not line.endswith("\n"):
+            size = len(line)
+            while piece := f.readline(1 << 20):
+                size += len(piece)
+                if piece.endswith("\n"):
+                    break
+            yield lineno, size
+        else:
+            yield lineno, line
+
+
+def _byte_lines(f: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
+    """``_lines`` for bytes, split a block at a time (faster than reading line by line)."""
+    lineno, carry, skipped = 0, b"", 0  # skipped: bytes so far of a line over the limit
+    while block := f.read(1 << 20):
+        if skipped:
+            nl = block.find(b"\n")
+            if nl < 0:
+                skipped += len(block)
+                continue
+            lineno += 1
+            yield lineno, skipped + nl + 1
+            skipped, block = 0, block[nl + 1 :]
+        lines = (carry + block).split(b"\n")
+        carry = lines.pop()
+        for lineno, line in enumerate(lines, lineno + 1):  # noqa: B020 - numbering goes on
+            yield lineno, line if len(line) <= limit else len(line) + 1
+        if len(carry) > limit:
+            skipped, carry = len(carry), b""
+    if skipped:
+        yield lineno + 1, skipped
+    elif carry:
+        yield lineno + 1, carry
+
+
+def _parse_line(where: str, lineno: int, index: int, data: bytes | str, enc: str = "utf-8") -> RawRow:
     try:
         row = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else data.replace(MARK, "\ufffd")
         problem = f"invalid JSON: {e}"
         if "UTF-8" in str(e):
-            problem = "the line is not valid UTF-8 (the file may mix encodings; pass --encoding)"
+            problem = f"the line is not valid {enc} (the file may mix encodings; pass --encoding)"
         return RawRow(where, lineno, index, None, problem, raw.rstrip("\r\n"))
     if not isinstance(row, dict):
         return RawRow(where, lineno, index, None, f"expected a JSON object, got {type(row).__name__}", row)
     return RawRow(where, lineno, index, row)
 
 
-def _jsonl_rows(path: Path, enc: str) -> Iterator[RawRow]:
+def _jsonl_rows(path: Path, enc: str, limit: int, guessed: bool = False) -> Iterator[RawRow]:
     name = str(path)
+    binary = enc in UTF8  # fast path: orjson parses (and UTF-8-validates) bytes
+    with _open_binary(path) if binary else _open_text(path, enc) as f:
+        rows = _jsonl_parse(name, f, enc, limit, guessed and not binary)
+        if not _is_gz(path):
+            yield from rows
+            return
+        # a .gz may turn out cut short only at its end: hold one row back to charge the cut to it
+        last = None
+        for row in rows:
+            if last is not None:
+                yield last
+            last = row
+        damage = _damage(f)
+        if last is not None and damage is not None:
+            cut = "cut inside" if last.error else "cut right after"
+            last = RawRow(last.where, last.line, last.index, None, f"{damage}: {cut} line {last.line}", last.raw)
+        elif damage is not None:
+            raise FileError(f"{path}: {damage} before its first record")
+        if last is not None:
+            yield last
+
+
+def _jsonl_parse(name: str, f: IO, enc: str, limit: int, legacy_guess: bool) -> Iterator[RawRow]:
     index = 0
-    if enc in ("utf-8", "ascii"):
-        lines: Any = _open_binary(path)  # fast path: orjson parses (and UTF-8-validates) bytes
-    else:
-        lines = _open_text(path, enc)
-    lineno = 0
-    with lines:
+    for lineno, line in _lines(f, limit):
+        where = f"{name}:{lineno}"
+        if isinstance(line, int):
+            yield RawRow(where, lineno, index, None, _too_large(line, limit), None)
+        elif not line.strip():
+            continue
+        elif lineno == 1 and enc == "utf-8-sig":
+            yield _parse_line(where, lineno, index, line.removeprefix(codecs.BOM_UTF8))
+        elif isinstance(line, str) and (problem := _undecodable(line, enc, legacy_guess)):
+            yield RawRow(where, lineno, index, None, problem, line.replace(MARK, "\ufffd").rstrip("\r\n"))
+        else:
+            yield _parse_line(where, lineno, index, line, enc)
+        index += 1
+
+
+def _undecodable(text: str, enc: str, legacy_guess: bool) -> str | None:
+    """Why a decoded line is not to be trusted: bytes that do not decode, or — when ``enc`` is only a
+    guess from the file's head — text that is really UTF-8 and would come out as mojibake."""
+    if MARK in text:
+        return f"the line holds bytes that are not valid {enc} (the file may mix encodings; pass --encoding)"
+    if legacy_guess and not text.isascii():
         try:
-            for lineno, line in enumerate(lines, 1):  # noqa: B007 - lineno is read in the except
-                if not line.strip():
-                    continue
-                yield _parse_line(f"{name}:{lineno}", lineno, index, line)
-                index += 1
-        except UnicodeDecodeError as e:
-            raise FileError(
-                f"{path}: cannot decode as {enc} near line {index + 1}: {e.reason}; pass --encoding"
-            ) from None
-        except (OSError, EOFError) as e:  # truncated .gz
-            raise FileError(f"{path}: cannot read: {e}") from None
+            text.encode(enc).decode("utf-8")
+        except UnicodeError:
+            return None
+        return (
+            f"the line is UTF-8, but the file's start reads as {enc}; decoding it as {enc} would garble it "
+            "(the file mixes encodings; pass --encoding)"
+        )
+    return None
 
 
-def _json_rows(path: Path, enc: str) -> Iterator[RawRow]:
-    if path.stat().st_size > SMALL_JSON and not _is_gz(path) and enc in ("utf-8", "utf-8-sig"):
-        yield from _json_stream(path)
-        return
+class _Utf8Stream:
+    """A text file of any encoding as UTF-8 bytes, for the JSON reader; bytes that do not decode stay
+    invalid UTF-8 (an encoded ``MARK``), so only the record holding them fails."""
+
+    def __init__(self, f: IO[bytes], enc: str):
+        self.f = f
+        self.decoder = codecs.getincrementaldecoder(enc)(errors="datamill-mark")
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        return self.decoder.decode(data, final=not data or n < 0).encode("utf-8", "surrogatepass")
+
+    @property
+    def raw(self) -> Any:
+        return self.f.raw if hasattr(self.f, "raw") else None
+
+
+def _json_rows(path: Path, enc: str, limit: int) -> Iterator[RawRow]:
     with _open_binary(path) as f:
-        data = f.read()
+        stream: Any = f if enc in UTF8 else _Utf8Stream(f, enc)
+        head = stream.read(SMALL_JSON)
+        if enc == "utf-8-sig" or head.startswith(codecs.BOM_UTF8):
+            head = head.removeprefix(codecs.BOM_UTF8)
+        start = _SPACE.match(head).end()
+        if head[start : start + 1] == b"[":
+            yield from _JsonArray(path, stream, head, limit, enc).rows()
+            return
+        data = head + stream.read()
     try:
-        text: str | bytes = data.decode(enc) if enc not in ("utf-8", "ascii") else data
-        value = orjson.loads(text)
-    except UnicodeDecodeError as e:
-        raise FileError(f"{path}: cannot decode as {enc}: {e.reason}; pass --encoding") from None
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         if _looks_like_jsonl(data):
-            yield from _jsonl_rows(path, enc)
+            yield from _jsonl_rows(path, enc, limit)
             return
+        if "UTF-8" in e.msg:
+            raise FileError(f"{path}: cannot decode as {enc}; pass --encoding") from None
         raise FileError(f"{path}: invalid or truncated JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    yield from _value_rows(path, value)
+    if not isinstance(value, dict):
+        raise FileError(f"{path}: expected a JSON array of objects, got {type(value).__name__}")
+    if len(data) > limit:
+        yield RawRow(f"{path}[#0]", None, 0, None, _too_large(len(data), limit), None)
+    else:
+        yield RawRow(f"{path}[#0]", None, 0, value)
 
 
 def _looks_like_jsonl(data: bytes) -> bool:
@@ -182,100 +389,499 @@ def _looks_like_jsonl(data: bytes) -> bool:
         return False
 
 
-def _value_rows(path: Path, value: Any) -> Iterator[RawRow]:
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        raise FileError(f"{path}: expected a JSON array of objects, got {type(value).__name__}")
-    for i, row in enumerate(value):
-        where = f"{path}[#{i}]"
-        if isinstance(row, dict):
-            yield RawRow(where, None, i, row)
+# A string (escapes included) or one structural byte; a lone '"' is a string the buffer cuts short.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|["\[\]{}]', re.S)
+_SCALAR = re.compile(rb"[^,\]}\s]*")
+_SPACE = re.compile(rb"[ \t\r\n]*")
+KEY_SAMPLE = 100  # records whose keys tell a record's start from a nested object when resynchronizing
+
+
+class _JsonArray:
+    """The records of a top-level JSON array, read in pieces of ``SMALL_JSON`` bytes.
+
+    A whole file within the record size limit is parsed by orjson in one call; otherwise intact
+    stretches are parsed many records at a time, and where that fails records are delimited one by
+    one by matching brackets outside strings. A record that does not parse, is over the size
+    limit, or is followed by bytes that are neither ',' nor ']' (damage between records is charged
+    to the record before it) becomes one error row, and reading resumes at the next '{' that starts
+    a record like those seen before (the same indentation, a key in common, followed by ',' or ']').
+    A file that ends before its ']' charges the cut to its last record, complete or not. So the
+    result does not depend on the piece size. Positions are absolute offsets into the stream:
+    ``buf`` holds the bytes from ``base`` on, and ``keep`` arguments say what must stay in it."""
+
+    def __init__(self, path: Path, stream: Any, head: bytes, limit: int, enc: str):
+        self.path, self.stream, self.limit, self.enc = path, stream, limit, enc
+        self.buf, self.base, self.line0 = head, 0, 1  # line0: the line number of buf[0]
+        self.eof = len(head) < SMALL_JSON
+        self.index = 0
+        self.keys: set[str] = set()
+        self.seen = 0  # records whose keys are in ``keys``
+        self.lead = b""  # the whitespace before a record's '{'
+        self.gap: bytes | None = None  # the bytes between two records, once known
+
+    # ---- the buffer --------------------------------------------------------------------------
+    def _more(self, keep: int) -> bool:
+        """Read the next piece, dropping what lies before ``keep``; False at the end of the stream."""
+        if self.eof:
+            return False
+        piece = min(SMALL_JSON, 8 << 20)  # after the first, smaller pieces: less to copy per read
+        data = self.stream.read(piece)
+        self.eof = len(data) < piece
+        if keep > self.base:
+            self.line0 += self.buf.count(b"\n", 0, keep - self.base)
+            self.buf = self.buf[keep - self.base :]
+            self.base = keep
+        self.buf += data
+        return bool(data)
+
+    def _end(self) -> int:
+        return self.base + len(self.buf)
+
+    def _space(self, pos: int, keep: int) -> int:
+        """The first position at or after ``pos`` that is not whitespace (``_end()`` at the end)."""
+        while True:
+            pos = _SPACE.match(self.buf, pos - self.base).end() + self.base
+            if pos < self._end() or not self._more(keep):
+                return pos
+
+    def _byte(self, pos: int) -> bytes:
+        return self.buf[pos - self.base : pos - self.base + 1]
+
+    def _line(self, pos: int) -> int:
+        return self.line0 + self.buf.count(b"\n", 0, max(pos - self.base, 0))
+
+    # ---- one value ---------------------------------------------------------------------------
+    def _value_end(self, start: int, keep: int, skip: bool = True) -> tuple[int | None, int]:
+        """(end of the value at ``start``, or None if the stream ends first; its size). A value over
+        the limit is skipped in pieces (its end is found, its bytes are not kept), or with ``skip``
+        False given up on."""
+        if self._byte(start) not in (b"{", b"[", b'"'):
+            while True:
+                end = max(_SCALAR.match(self.buf, start - self.base).end() + self.base, start + 1)
+                if end < self._end() or not self._more(keep):
+                    return end, end - start
+        depth, pos = 0, start
+        while True:
+            for m in _TOKEN.finditer(self.buf, pos - self.base):
+                token = m.group()
+                if token == b'"':
+                    pos = m.start() + self.base
+                    break  # a string the buffer cuts short
+                pos = m.end() + self.base
+                if token in (b"{", b"["):
+                    depth += 1
+                elif token in (b"}", b"]"):
+                    depth -= 1
+                if depth <= 0:
+                    return pos, pos - start
+            else:
+                pos = self._end()
+            if pos - start > self.limit:
+                if not skip:
+                    return None, pos - start
+                keep = pos  # too large: stop keeping its bytes
+            if not self._more(keep):
+                return None, self._end() - start
+
+    def _parse(self, start: int, end: int) -> Any:
+        return orjson.loads(self.buf[start - self.base : end - self.base])
+
+    # ---- rows --------------------------------------------------------------------------------
+    def rows(self) -> Iterator[RawRow]:
+        if self.eof and len(self.buf) <= self.limit:
+            try:
+                values = orjson.loads(self.buf)
+            except orjson.JSONDecodeError:
+                pass  # damaged: record by record below
+            else:
+                yield from self._goods(values)
+                return
+        pos = self._space(0, 0) + 1  # just after '['
+        first = self._space(pos, pos)
+        self.lead = self.buf[pos - self.base : first - self.base]
+        if self._byte(first) == b"]":
+            yield from self._close(first, None)
+            return
+        pos: int | None = first
+        while pos is not None:
+            if self.gap is not None:
+                found, pos = self._batch(pos)
+                yield from found
+            pos = yield from self._one(pos)
+
+    def _batch(self, start: int) -> tuple[list[RawRow], int]:
+        """The intact records already in the buffer, many per orjson call, in stretches within the size
+        limit, and where the first record it leaves starts."""
+        boundary, found = b"}" + self.gap + b"{", []
+        while True:
+            lo = start - self.base
+            cut = self.buf.rfind(boundary, lo, lo + self.limit)
+            try:
+                values = orjson.loads(b"[" + self.buf[lo : cut + 1] + b"]") if cut >= 0 else None
+            except orjson.JSONDecodeError as e:
+                # the records wholly before the error are intact (e.pos counts characters: at most bytes)
+                cut = self.buf.rfind(boundary, lo, lo + max(e.pos - 1, 0))
+                try:
+                    values = orjson.loads(b"[" + self.buf[lo : cut + 1] + b"]") if cut >= 0 else None
+                except orjson.JSONDecodeError:
+                    values = None
+            if values is None:
+                return found, start
+            found += self._goods(values)
+            start = self.base + cut + 1 + len(self.gap)
+
+    def _goods(self, values: list[Any]) -> list[RawRow]:
+        """Rows for intact values, in bulk (the hot loop of reading a large array)."""
+        i, prefix = self.index, f"{self.path}[#"
+        self.index += len(values)
+        if self.seen < KEY_SAMPLE:
+            for value in values[: KEY_SAMPLE - self.seen]:
+                if isinstance(value, dict):
+                    self.keys.update(value)
+            self.seen += min(len(values), KEY_SAMPLE - self.seen)
+        rows = [RawRow(f"{prefix}{n}]", None, n, v) for n, v in enumerate(values, i)]
+        for row in rows:
+            if not isinstance(row.row, dict):
+                row.row, row.error, row.raw = None, f"expected a JSON object, got {type(row.row).__name__}", row.row
+        return rows
+
+    def _good(self, value: Any) -> RawRow:
+        return self._goods([value])[0]
+
+    def _bad(self, start: int, end: int, problem: str) -> RawRow:
+        """An error row for the bytes from ``start`` to ``end`` (its text kept unless too large or gone)."""
+        i, self.index = self.index, self.index + 1
+        line = self._line(start)
+        offset = f", byte {start:,}" if self.enc in UTF8 else ""
+        damage = _damage(self.stream)
+        if damage is not None and end >= self._end():
+            problem = f"{problem}; {damage}"
+        raw = None
+        if start >= self.base and end - start <= self.limit:
+            raw = self.buf[start - self.base : end - self.base].decode("utf-8", "replace")
+        return RawRow(f"{self.path}[#{i}]", line, i, None, f"{problem} (record from line {line}{offset})", raw)
+
+    def _one(self, start: int) -> Iterator[RawRow]:
+        """The record at ``start`` and what follows it; returns where the next record starts, or None."""
+        end, size = self._value_end(start, start)
+        if end is None:
+            return (yield from self._resync(start, start + 1, "the file ends inside this record (cut short?)"))
+        if size > self.limit:
+            yield self._bad(start, end, _too_large(size, self.limit))
+            return (yield from self._after(start, end, None))
+        try:
+            value = self._parse(start, end)
+        except orjson.JSONDecodeError as e:
+            problem = f"bytes that are not valid {self.enc}" if "UTF-8" in e.msg else f"invalid JSON: {e.msg}"
+            return (yield from self._resync(start, start + 1, problem))
+        return (yield from self._after(start, end, value))
+
+    def _after(self, start: int, end: int, value: Any) -> Iterator[RawRow]:
+        """Let the record out once what follows it is right; ``value`` None: it is reported already."""
+        sep = self._space(end, start)
+        byte = self._byte(sep)
+        if byte == b",":
+            nxt = self._space(sep + 1, start)
+            following = self._byte(nxt)
+            stray = self._stray(nxt, sep + 1, start) if value is not None and following not in (b"", b"]") else None
+            if stray is not None:  # a few bytes damaged before the next record: charged to this one
+                yield self._bad(start, stray, f"the record is followed by stray bytes {following!r}")
+                return stray
+            if following not in (b"", b"]"):
+                if self.gap is None and value is not None:
+                    self.gap = self.buf[end - self.base : nxt - self.base]
+                    self.lead = self.buf[sep + 1 - self.base : nxt - self.base]
+                if value is not None:
+                    yield self._good(value)
+                return nxt
+            problem = "the record is followed by ',' and then the end of the array (damaged file?)"
+            if not following:
+                problem = "the file ends after this record, before the array is closed (cut short?)"
+        elif byte == b"]":
+            return (yield from self._close(sep, (start, end, value)))
+        elif not byte:
+            problem = "the file ends after this record, before the array is closed (cut short?)"
         else:
-            yield RawRow(where, None, i, None, f"expected a JSON object, got {type(row).__name__}", row)
+            problem = f"the record is followed by {byte!r}, not ',' or ']' (damaged file?)"
+        if value is not None:
+            yield self._bad(start, end, problem)
+        return (yield from self._resync(sep, sep + 1, None)) if byte else None
+
+    def _stray(self, pos: int, after: int, keep: int) -> int | None:
+        """If the bytes from ``after`` (just past a ',') to ``pos`` (what follows) are not what comes
+        before a record, and a record starts within a few bytes, where it does. Once the whitespace
+        before records is known, a record behind it is taken as it is (nothing to parse twice)."""
+        if self._byte(pos) == b"{" and (
+            self.buf[after - self.base : pos - self.base] == self.lead or self._record_starts(pos, keep, False)
+        ):
+            return None
+        at = self.buf.find(b"{", pos + 1 - self.base, pos + 1 - self.base + 16)
+        if at < 0:
+            return None
+        at += self.base
+        return at if self._record_starts(at, keep, False) else None
+
+    def _close(self, bracket: int, last: tuple | None) -> Iterator[RawRow]:
+        after = self._space(bracket + 1, bracket if last is None else last[0])
+        trailing = after < self._end()
+        if last is None:
+            if trailing:
+                raise FileError(f"{self.path}: unexpected data after the JSON array at line {self._line(after)}")
+            return None
+        start, end, value = last
+        if value is not None and trailing:
+            yield self._bad(start, end, "the array is followed by more data (damaged file?)")
+        elif value is not None:
+            yield self._good(value)
+        return None
+
+    def _resync(self, start: int, search: int, problem: str | None) -> Iterator[RawRow]:
+        """After damage at ``start``: the bytes up to the next record's start become one error row
+        (unless ``problem`` is None: reported already). Returns that start, or None at the end.
+        A record start is looked for where records start (after the whitespace before them), then,
+        if there is none, at any '{' (damage may have hit that whitespace too)."""
+        first = search
+        for pattern in (re.compile(re.escape(self.lead) + rb"\{"), re.compile(rb"\{")):
+            strict, search, keep = pattern.pattern != rb"\{", first, start
+            while True:
+                base, buf = self.base, self.buf
+                for m in pattern.finditer(buf, max(search - base, 0)):
+                    candidate = base + m.end() - 1
+                    if self._record_starts(candidate, keep, strict):
+                        if problem is not None:
+                            yield self._bad(start, candidate, problem)
+                        return candidate
+                search = max(search, base + len(buf) - len(self.lead))
+                if self._end() > base + len(buf):
+                    continue  # the buffer grew while a candidate was tried: look at the new part too
+                if search - start > self.limit:
+                    keep = search
+                if not self._more(keep):
+                    break
+            if keep > start:
+                break  # too far to look again
+        if problem is not None:
+            yield self._bad(start, self._end(), problem)
+        return None
+
+    def _record_starts(self, pos: int, keep: int, strict: bool = True) -> bool:
+        """Whether a record like those seen so far starts at ``pos``, followed by ',' or ']' (or by the
+        end of the file, which is then the cut's to report, not the damage's before it). In an indented
+        file a '{' at a line start, as indented as records are, starts one even if it is damaged too
+        (a line break is never inside a JSON string) — as long as it spans no boundary between records;
+        ``strict`` False: ``pos`` is any '{', which must hold a record that parses."""
+        end, size = self._value_end(pos, keep, skip=False)
+        if size > self.limit:
+            return False
+        boundary = b"}" + self.gap + b"{" if self.gap else b"," + self.lead + b"{"
+        indented = b"\n" in boundary
+        if end is None:  # any '{' of a cut record would do: off the line start, only just after a '},'
+            near = strict or b"}," in self.buf[max(pos - self.base - 8, 0) : pos - self.base]
+            return indented and near and self.buf.find(boundary, pos - self.base) < 0
+        after = self._byte(self._space(end, keep))
+        if after not in (b",", b"]", b""):
+            return False
+        try:
+            value = self._parse(pos, end)
+        except orjson.JSONDecodeError:
+            return strict and indented and self.buf.find(boundary, pos - self.base, end - self.base) < 0
+        return isinstance(value, dict) and (not self.keys or bool(self.keys.intersection(value)))
 
 
-def _json_stream(path: Path) -> Iterator[RawRow]:
-    import ijson
+class _CsvLines:
+    """The lines of a CSV file for ``csv.reader``, noting for the row being read whether it holds bytes
+    that do not decode, and its size. Once a row is over the limit its lines are replaced by stubs
+    with the same parity of '"', so the reader stays in step without the row ever being held."""
 
-    i = 0
-    try:
-        with open(path, "rb") as f:
-            for i, row in enumerate(ijson.items(f, "item", use_float=True)):  # noqa: B007
-                where = f"{path}[#{i}]"
-                if isinstance(row, dict):
-                    yield RawRow(where, None, i, row)
-                else:
-                    yield RawRow(where, None, i, None, f"expected a JSON object, got {type(row).__name__}", row)
-    except ijson.JSONError as e:
-        raise FileError(f"{path}: invalid or truncated JSON after record #{i}: {e}") from None
+    def __init__(self, f: IO[str], limit: int):
+        self.f, self.limit = f, limit
+        self.reset()
+        self.ended = True  # the last line read ended with a line break
+
+    def reset(self) -> None:
+        self.bad, self.size, self.quotes = False, 0, 0
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline(self.limit + 1)
+        if not line:
+            raise StopIteration
+        quotes, size = line.count('"'), len(line)
+        if size > self.limit and not line.endswith(("\n", "\r")):
+            while piece := self.f.readline(1 << 20):
+                quotes, size = quotes + piece.count('"'), size + len(piece)
+                line = piece
+                if piece.endswith("\n"):
+                    break
+        self.size += size
+        self.quotes += quotes
+        self.bad = self.bad or MARK in line
+        self.ended = line.endswith(("\n", "\r"))
+        if self.size > self.limit:
+            return '"' * (quotes % 2) + ("\n" if self.ended else "")
+        return line
 
 
-def _csv_rows(path: Path, enc: str) -> Iterator[RawRow]:
+def _csv_rows(path: Path, enc: str, limit: int) -> Iterator[RawRow]:
     csv.field_size_limit(sys.maxsize)
     delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
     with _open_text(path, enc) as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
+        lines = _CsvLines(f, limit)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
-            for i, row in enumerate(reader):
-                where = f"{path}:{reader.line_num}"
-                if None in row:  # more cells than header columns
-                    yield RawRow(
-                        where,
-                        reader.line_num,
-                        i,
-                        None,
-                        f"{len(row[None]) + len(reader.fieldnames or [])} cells but "
-                        f"{len(reader.fieldnames or [])} header columns",
-                        list(row.values()),
-                    )
-                else:
-                    yield RawRow(where, reader.line_num, i, {k: v for k, v in row.items() if v is not None})
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise FileError(f"{path}: cannot read CSV near line {reader.line_num}: {e}") from None
+            header = next(reader, None)
+        except csv.Error as e:
+            raise FileError(f"{path}: cannot read the CSV header: {e}") from None
+        if header is None:
+            return
+        if lines.bad or lines.size > limit:
+            raise FileError(f"{path}: the CSV header line holds bytes that are not valid {enc}; pass --encoding")
+        i = 0
+        while True:
+            lines.reset()
+            try:
+                cells = next(reader, None)
+            except csv.Error as e:
+                cells, problem = None, f"invalid CSV: {e}"
+            else:
+                if cells is None:
+                    return
+                if not cells:
+                    continue  # a blank line
+                problem = _csv_problem(cells, header, lines, enc)
+            where = f"{path}:{reader.line_num}"
+            if problem is None:
+                yield RawRow(where, reader.line_num, i, dict(zip(header, cells, strict=False)))
+            else:
+                raw = None if lines.size > limit else [c.replace(MARK, "\ufffd") for c in cells or ()]
+                yield RawRow(where, reader.line_num, i, None, problem, raw)
+            i += 1
 
 
-def _txt_rows(path: Path, enc: str) -> Iterator[RawRow]:
+def _csv_problem(cells: list[str], header: list[str], lines: _CsvLines, enc: str) -> str | None:
+    if lines.size > lines.limit:
+        return _too_large(lines.size, lines.limit)
+    if lines.bad:
+        return f"the row holds bytes that are not valid {enc} (the file may mix encodings; pass --encoding)"
+    if not lines.ended and (len(cells) < len(header) or lines.quotes % 2):
+        return "the file ends inside this row (cut short?)"
+    if len(cells) > len(header):
+        return f"{len(cells)} cells but {len(header)} header columns"
+    return None
+
+
+def _txt_rows(path: Path, enc: str, limit: int) -> Iterator[RawRow]:
     """Plain text: one document per non-blank line (as ``datasets``' text loader). A .txt that is
     really JSON (starts with '{' or '[') is read as JSON, and reported as such if broken."""
     with _open_text(path, enc) as f:
         head = f.read(4096).lstrip("\ufeff \t\r\n")
     if head[:1] in ("{", "["):
         try:
-            yield from _json_rows(path, enc)
+            yield from _json_rows(path, enc, limit)
         except FileError as e:
             raise FileError(f"{e} (the .txt file looks like JSON; if it is plain text, rename it)") from None
         return
     index = 0
     with _open_text(path, enc) as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                text = line.rstrip("\r\n")
-                if text.strip():
-                    yield RawRow(f"{path}:{lineno}", lineno, index, {"text": text})
-                    index += 1
-        except UnicodeDecodeError as e:
-            raise FileError(f"{path}: cannot decode as {enc}: {e.reason}; pass --encoding") from None
+        for lineno, line in _lines(f, limit):
+            where = f"{path}:{lineno}"
+            if isinstance(line, int):
+                yield RawRow(where, lineno, index, None, _too_large(line, limit), None)
+            elif not line.strip():
+                continue
+            elif MARK in line:
+                problem = f"the line holds bytes that are not valid {enc} (pass --encoding)"
+                yield RawRow(where, lineno, index, None, problem, line.replace(MARK, "\ufffd").rstrip("\r\n"))
+            else:
+                yield RawRow(where, lineno, index, {"text": line.rstrip("\r\n")})
+            index += 1
 
 
 def _parquet_rows(path: Path) -> Iterator[RawRow]:
+    """Row group by row group, so a damaged one costs exactly its own records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowException, OSError) as e:
         raise FileError(f"{path}: not a readable Parquet file: {e}") from None
+    plain = _json_schema(pf.schema_arrow)
     i = 0
-    for batch in pf.iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            yield RawRow(f"{path}[#{i}]", None, i, _drop_nulls(row))
+    for group in range(pf.num_row_groups):
+        n, done = pf.metadata.row_group(group).num_rows, 0
+        problem = f"row group {group} holds fewer rows than its metadata says (damaged file?)"
+        try:
+            for batch in pf.iter_batches(batch_size=4096, row_groups=[group]):
+                for row in batch.to_pylist()[: n - done]:
+                    yield _columnar_row(f"{path}[#{i}]", i, row, plain)
+                    i, done = i + 1, done + 1
+        except (pa.ArrowException, OSError) as e:
+            problem = f"row group {group} cannot be read: {e}"
+        for _ in range(n - done):  # each record the metadata counts is accounted for
+            yield RawRow(f"{path}[#{i}]", None, i, None, problem, None)
             i += 1
 
 
-def _drop_nulls(row: dict[str, Any]) -> dict[str, Any]:
-    """Columnar files fill absent fields with null; drop them so detection sees the real fields."""
-    return {k: v for k, v in row.items() if v is not None}
+def _json_schema(schema: Any) -> bool:
+    """Whether every column of an Arrow schema reads as plain JSON values (no bytes, decimals, dates)."""
+    import pyarrow as pa
+
+    def plain(t: Any) -> bool:
+        if pa.types.is_struct(t):
+            return all(plain(t.field(k).type) for k in range(t.num_fields))
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            return plain(t.value_type)
+        if pa.types.is_dictionary(t):
+            return plain(t.value_type)
+        return (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_null(t)
+        )
+
+    return all(plain(f.type) for f in schema)
+
+
+class _NotText(Exception):
+    """A value no text format can hold (binary data, an image …)."""
+
+
+def _plain(value: Any) -> Any:
+    """A columnar value as JSON: decimals, dates and durations converted; bytes and objects refused."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise _NotText(f"binary data ({len(value):,} bytes)")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | datetime.timedelta):
+        return json_value(value)
+    raise _NotText(f"a {type(value).__name__} value")
+
+
+def _columnar_row(where: str, i: int, row: dict[str, Any], plain: bool) -> RawRow:
+    """Columnar files fill absent fields with null: drop them so detection sees the real fields."""
+    row = {k: v for k, v in row.items() if v is not None}
+    if plain:
+        return RawRow(where, None, i, row)
+    out = {}
+    for k, v in row.items():
+        try:
+            out[k] = _plain(v)
+        except _NotText as e:
+            raw = orjson.loads(orjson.dumps(row, default=json_value, option=orjson.OPT_NON_STR_KEYS))
+            return RawRow(where, None, i, None, f"column '{k}' holds {e}, which no text format can hold", raw)
+    return RawRow(where, None, i, out)
 
 
 def _hf_rows(path: Path) -> Iterator[RawRow]:
@@ -292,10 +898,10 @@ def _hf_rows(path: Path) -> Iterator[RawRow]:
     splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [(None, ds)]
     i = 0
     for split, part in splits:
+        plain = _json_schema(part.data.schema)
         for batch in part.iter(batch_size=1000):
             for r in _unbatch(batch):
-                where = f"{path}[{split + '#' if split else '#'}{i}]"
-                yield RawRow(where, None, i, _drop_nulls(r))
+                yield _columnar_row(f"{path}[{split + '#' if split else '#'}{i}]", i, r, plain)
                 i += 1
 
 

@@ -19,7 +19,8 @@ from typing import IO, Any
 import orjson
 
 from datamill.errors import CannotExpress, DatamillError
-from datamill.io.readers import container_of
+from datamill.io import outputs
+from datamill.io.readers import container_of, json_value
 
 BATCH = 8192
 
@@ -29,16 +30,24 @@ def _tmp_path(path: Path) -> Path:
 
 
 def _dumps(row: Any) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(row, default=json_value, option=orjson.OPT_NON_STR_KEYS)
 
 
 class RowWriter:
-    """Base: ``write(row)``, then ``commit()`` (atomic rename) or ``abort()`` (nothing left behind)."""
+    """Base: ``write(row)``, then ``commit()`` (atomic rename) or ``abort()`` (nothing left behind).
 
-    def __init__(self, path: Path):
+    An ``output`` writer publishes a file the user gets: it refuses (at open and again at commit) to
+    replace anything datamill did not write unless ``overwrite``, and records what it wrote
+    (:mod:`datamill.io.outputs`). Work files inside datamill's own folders are not outputs."""
+
+    def __init__(self, path: Path, *, output: bool = False, overwrite: bool = False):
         self.path = path
         self.tmp = _tmp_path(path)
         self.count = 0
+        self.output = output
+        self.overwrite = overwrite
+        if output:
+            outputs.check_replace(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, row: dict[str, Any]) -> None:
@@ -49,9 +58,15 @@ class RowWriter:
 
     def commit(self) -> None:
         self._finish()
-        if self.path.is_dir():
+        if self.output:
+            outputs.check_replace(self.path, self.overwrite)  # it may have appeared while we wrote
+        if self.path.is_dir() and not self.path.is_symlink():
+            if not self.output:
+                raise DatamillError(f"{self.path}: a folder is in the way of a work file")
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
+        if self.output:
+            outputs.record(self.path)
 
     def abort(self) -> None:
         try:
@@ -68,8 +83,8 @@ class RowWriter:
 
 
 class JsonlWriter(RowWriter):
-    def __init__(self, path: Path):
-        super().__init__(path)
+    def __init__(self, path: Path, **kwargs: Any):
+        super().__init__(path, **kwargs)
         self.f: IO[bytes] = gzip.open(self.tmp, "wb") if path.suffix == ".gz" else open(self.tmp, "wb")
 
     def write(self, row: dict[str, Any]) -> None:
@@ -89,13 +104,13 @@ class JsonlWriter(RowWriter):
 class JsonArrayWriter(RowWriter):
     """A JSON array, indented like LLaMA-Factory's own files, written one record at a time."""
 
-    def __init__(self, path: Path):
-        super().__init__(path)
+    def __init__(self, path: Path, **kwargs: Any):
+        super().__init__(path, **kwargs)
         self.f = open(self.tmp, "wb")
         self.f.write(b"[")
 
     def write(self, row: dict[str, Any]) -> None:
-        body = orjson.dumps(row, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        body = orjson.dumps(row, default=json_value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
         self.f.write((b",\n  " if self.count else b"\n  ") + body.replace(b"\n", b"\n  "))
         self.count += 1
 
@@ -108,8 +123,8 @@ class JsonArrayWriter(RowWriter):
 class TxtWriter(RowWriter):
     """Plain text, one document per line; a document containing a newline cannot be held."""
 
-    def __init__(self, path: Path):
-        super().__init__(path)
+    def __init__(self, path: Path, **kwargs: Any):
+        super().__init__(path, **kwargs)
         self.f = open(self.tmp, "w", encoding="utf-8", newline="\n")
 
     def write(self, row: dict[str, Any]) -> None:
@@ -129,8 +144,8 @@ class TxtWriter(RowWriter):
 class SpooledWriter(RowWriter):
     """Spool rows to a temporary .jsonl, tracking the columns, then convert at commit."""
 
-    def __init__(self, path: Path):
-        super().__init__(path)
+    def __init__(self, path: Path, **kwargs: Any):
+        super().__init__(path, **kwargs)
         self.spool = path.with_name(f".{path.name}.spool-{os.getpid()}.jsonl")
         self.f = open(self.spool, "wb")
         self.columns: dict[str, None] = {}
@@ -242,7 +257,8 @@ WRITERS: dict[str, type[RowWriter]] = {
 }
 
 
-def open_writer(path: str | Path) -> RowWriter:
+def open_writer(path: str | Path, *, output: bool = False, overwrite: bool = False) -> RowWriter:
+    """The writer for ``path``'s container: a path without a suffix (or a folder) is a saved HF dataset."""
     path = Path(path)
     container = "hf" if (path.is_dir() or not path.suffix) else container_of(path)
-    return WRITERS[container](path)
+    return WRITERS[container](path, output=output, overwrite=overwrite)

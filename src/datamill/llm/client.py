@@ -7,25 +7,33 @@ What it does for every request:
 - timeouts; retries with exponential backoff and jitter on 429, 408, 5xx, timeouts, dropped
   connections and unreadable bodies, honouring ``Retry-After``; a clear :class:`LLMError` after the
   last try (other 4xx fail at once: retrying a bad request does not fix it);
-- a disk cache (:mod:`datamill.llm.cache`) so a re-run with the same inputs makes no request;
+- a disk cache (:mod:`datamill.llm.cache`) so a re-run with the same inputs makes no request; a 200
+  that is no answer (no choices, no text, a reply longer than ``max_tokens`` allows) is retried like
+  a bad body and never cached;
+- with a run seed (a recipe's ``seed``), a request that samples and has no seed of its own gets one
+  derived from the run seed and the request, so a sampled step draws the same answers in every run;
 - usage accounting (:class:`Usage`) that a caller puts into its stats.
 
 The API key is read from the environment variable *named* by ``api_key_env`` when a request is
-sent. It is never stored in the config, and every error message is scrubbed of it.
+sent. It is never stored in the config; every error message and every answer (before it is cached
+or returned) is scrubbed of it and of credential-like header values.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,6 +44,12 @@ log = logging.getLogger("datamill.llm")
 
 Messages = Sequence[dict[str, Any]] | str
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# A reply longer than this many characters per allowed token ignored max_tokens (no tokenizer's tokens
+# average that long): a runaway server or a proxy's page, not an answer.
+CHARS_PER_TOKEN = 32
+UNBOUNDED_TOKENS = 32_768  # the tokens the bound assumes when max_tokens is None
+SECRET_HEADER = re.compile(r"authori[sz]ation|key|token|secret|password|cookie", re.I)
+T = TypeVar("T")
 
 
 class LLMError(DatamillError):
@@ -267,12 +281,16 @@ class LLMClient:
     ``chat``/``complete``/``embed`` return results; ``chat_many`` runs many at once under the
     concurrency bound and returns results or :class:`LLMError` objects in input order."""
 
-    def __init__(self, config: LLMConfig | None = None, *, cache: Any = None, **overrides: Any):
+    def __init__(
+        self, config: LLMConfig | None = None, *, cache: Any = None, seed: int | None = None, **overrides: Any
+    ):
+        """``seed``: the run's seed (a recipe's ``seed``) that sampled requests derive theirs from."""
         if config is None:
             config = LLMConfig(**overrides)
         elif overrides:
             config = config.model_copy(update=overrides)
         self.config = config
+        self.seed = seed
         self.usage = Usage()
         self._sem = asyncio.Semaphore(max(1, config.concurrency))
         self._rpm = _Bucket(config.rpm) if config.rpm else None
@@ -323,11 +341,25 @@ class LLMClient:
                 )
         return self._http
 
+    def _secrets(self) -> list[str]:
+        """What must never leave the process in a message or an answer: the API key and the values of
+        credential-like headers (``Authorization: Bearer …``, ``X-Api-Key`` …), also without a scheme."""
+        found = {self.config.api_key() or ""}
+        for name, value in self.config.headers.items():
+            if SECRET_HEADER.search(name):
+                found.update([value, *value.split()[-1:]])
+        return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
     def _redact(self, text: str) -> str:
-        key = self.config.api_key()
-        if key and len(key) >= 4:
-            text = text.replace(key, "***")
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
         return text
+
+    def _scrub(self, content: bytes) -> bytes:
+        """An answer's raw bytes with every secret replaced (a server may echo the key in a 200 reply)."""
+        for secret in self._secrets():
+            content = content.replace(secret.encode(), b"***")
+        return content
 
     # ----------------------------------------------------------------- public API
     async def chat(
@@ -354,13 +386,8 @@ class LLMClient:
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.usage.cache_hits += 1
             return hit["data"]
-        data = await self._with_retries("embeddings", body, estimate_tokens(body["input"]))
-        try:
-            vectors = [d["embedding"] for d in sorted(data["data"], key=lambda d: d.get("index", 0))]
-        except (KeyError, TypeError) as e:
-            self._fail_count("bad body")
-            raise LLMError(f"embeddings answer has no data[].embedding ({type(e).__name__})", "bad body") from None
-        self.usage.prompt_tokens += int((data.get("usage") or {}).get("prompt_tokens") or 0)
+        vectors, tokens = await self._with_retries("embeddings", body, estimate_tokens(body["input"]), _embeddings)
+        self.usage.prompt_tokens += tokens
         if self.cache is not None:
             self.cache.put(key, {"data": vectors})
         return vectors
@@ -384,18 +411,31 @@ class LLMClient:
             return make_key(kind, "embedded", {**body, "model_path": self.config.model_path or "shipped"})
         return make_key(kind, "openai", body)
 
+    def _seeded(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with a seed when it samples and has none: a hash of the run seed and the request, so
+        the same request draws the same answer in every run and in any order, cached or not. (One
+        constant seed for all requests would make their random draws move in lockstep.)"""
+        if self.seed is None or "seed" in body:
+            return body
+        temperature = body.get("temperature")
+        if temperature == 0 or (temperature is None and self.config.backend == "embedded"):  # greedy
+            return body
+        blob = orjson.dumps([self.seed, kind, body], option=orjson.OPT_SORT_KEYS)
+        return {**body, "seed": int.from_bytes(hashlib.blake2b(blob, digest_size=4).digest(), "big") >> 1}
+
     async def _generate(self, kind: str, body: dict[str, Any]) -> Completion:
         self.usage.requests += 1
+        body = self._seeded(kind, body)
         key = self._cache_key(kind, body) if self.cache is not None else ""
-        if key and (hit := self.cache.get(key)) is not None:
+        # an entry that is no answer was cached before replies were checked: ask again (and replace it)
+        if key and (hit := self.cache.get(key)) is not None and _not_an_answer(hit.get("texts"), body) is None:
             self.usage.cache_hits += 1
             return Completion.from_cache(hit)
         estimate = estimate_tokens(body.get("messages") or body.get("prompt") or "") + int(body.get("max_tokens") or 0)
         if self.config.backend == "embedded":
             result = await self._embedded_call(kind, body, estimate)
         else:
-            data = await self._with_retries(kind, body, estimate)
-            result = self._parse_completion(kind, data)
+            result = await self._with_retries(kind, body, estimate, partial(self._parse_completion, kind, body))
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.completion_tokens += result.completion_tokens
         c = self.config
@@ -409,19 +449,19 @@ class LLMClient:
             self.cache.put(key, result.to_cache())
         return result
 
-    def _parse_completion(self, kind: str, data: Any) -> Completion:
+    def _parse_completion(self, kind: str, body: dict[str, Any], data: Any) -> Completion:
+        """The answer in a 200 body; raises :class:`_Retryable` for one that is no answer."""
         try:
             choices = data["choices"]
             if kind == "chat":
-                texts = [(ch.get("message") or {}).get("content") or "" for ch in choices]
+                texts = [(ch.get("message") or {}).get("content") for ch in choices]
             else:
-                texts = [ch.get("text") or "" for ch in choices]
+                texts = [ch.get("text") for ch in choices]
             finish = [ch.get("finish_reason") for ch in choices]
         except (KeyError, TypeError, AttributeError) as e:
-            self._fail_count("bad body")
-            raise LLMError(
-                f"{self.config.base_url}: the answer is JSON but has no choices[] ({type(e).__name__})", "bad body"
-            ) from None
+            raise _Retryable("bad body", f"the answer is JSON but has no choices[] ({type(e).__name__})") from None
+        if problem := _not_an_answer(texts, body):
+            raise _Retryable(*problem)
         usage = data.get("usage") or {}
         return Completion(
             texts=texts,
@@ -441,7 +481,9 @@ class LLMClient:
         if self._tpm is not None:
             await self._tpm.acquire(estimate)
 
-    async def _with_retries(self, kind: str, body: dict[str, Any], estimate: int) -> Any:
+    async def _with_retries(self, kind: str, body: dict[str, Any], estimate: int, parse: Callable[[Any], T]) -> T:
+        """``parse`` of the JSON answer, retried on what :class:`_Retryable` covers (``parse`` raises it
+        for a 200 that is no answer)."""
         c = self.config
         attempts = c.max_retries + 1
         last: _Retryable | None = None
@@ -458,7 +500,8 @@ class LLMClient:
             try:
                 async with self._sem:
                     await self._limit(estimate)
-                    return await self._send(kind, body)
+                    data = await self._send(kind, body)
+                return parse(data)
             except _Retryable as e:
                 last = e
         assert last is not None
@@ -505,16 +548,16 @@ class LLMClient:
         self._reached = True
         status = resp.status_code
         if status >= 400:
-            snippet = self._redact(resp.text[:300].strip())
+            snippet = self._redact(resp.text)[:300].strip()  # redact first: a cut could split the key
             detail = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
             if status in RETRY_STATUS or status >= 500:
                 raise _Retryable(f"http {status}", detail, status, _retry_after(resp.headers.get("retry-after")))
             self._fail_count(f"http {status}")
             raise LLMError(self._redact(f"{url} refused the request: {detail}"), f"http {status}", status)
         try:
-            return orjson.loads(resp.content)
+            return orjson.loads(self._scrub(resp.content))
         except orjson.JSONDecodeError:
-            raise _Retryable("bad body", f"the answer is not JSON: {self._redact(resp.text[:120])!r}") from None
+            raise _Retryable("bad body", f"the answer is not JSON: {self._redact(resp.text)[:120]!r}") from None
 
     async def _embedded_call(self, kind: str, body: dict[str, Any], estimate: int) -> Completion:
         from datamill.llm.embedded import EmbeddedModel
@@ -536,6 +579,28 @@ class LLMClient:
 
 
 _PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+
+
+def _not_an_answer(texts: Any, body: dict[str, Any]) -> tuple[str, str] | None:
+    """``(reason, detail)`` when the texts of a reply are no answer: none at all (``choices: []``), one
+    without text (``content: null``), or one longer than ``max_tokens`` could have made."""
+    if not texts or not all(isinstance(t, str) for t in texts):
+        return "no answer", "a 200 reply with no answer in it (no choices, or a choice without text)"
+    max_tokens = body.get("max_tokens")
+    limit = CHARS_PER_TOKEN * int(max_tokens or UNBOUNDED_TOKENS)
+    longest = max(map(len, texts))
+    if longest > limit:
+        return "answer too long", f"a reply of {longest:,} characters: more than max_tokens={max_tokens} allows"
+    return None
+
+
+def _embeddings(data: Any) -> tuple[list[list[float]], int]:
+    """Vectors (in input order) and prompt tokens of an embeddings answer."""
+    try:
+        vectors = [d["embedding"] for d in sorted(data["data"], key=lambda d: d.get("index", 0))]
+        return vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise _Retryable("bad body", f"embeddings answer has no data[].embedding ({type(e).__name__})") from None
 
 
 class _HttpxTransport:

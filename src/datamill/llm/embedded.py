@@ -118,7 +118,9 @@ def _grammar_safe(schema: Any) -> Any:
 
 
 class EmbeddedModel:
-    """One llama.cpp model in this process; calls are serialized (a context is not thread-safe)."""
+    """One llama.cpp model in this process; calls are serialized (a context is not thread-safe). An
+    answer depends only on the request: the prompt is evaluated from scratch, and a sampled one draws
+    with the request's ``seed`` (without one, llama-cpp-python chains seeds from call to call)."""
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048, n_threads: int | None = None):
         try:
@@ -195,6 +197,9 @@ class EmbeddedModel:
             max_new = min(max_tokens or room, room)
             texts, finish, completion_tokens = [], [], 0
             for i in range(max(1, n)):
+                # evaluate the whole prompt every time: reusing the KV cache of a shared prefix changes the
+                # logits slightly, and so the answer (greedy or seeded), by what the model served before
+                self.llm.reset()
                 out = self.llm.create_completion(
                     prompt,
                     max_tokens=max_new,

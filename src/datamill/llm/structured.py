@@ -18,6 +18,10 @@ from pydantic import BaseModel, ValidationError
 from datamill.errors import DatamillError
 from datamill.llm.client import LLMClient, LLMError, Messages, normalize_messages
 
+# What a re-ask quotes back of the bad answer and of the error: enough for the model to see its mistake,
+# bounded so that a runaway reply is not sent back (and paid for) again.
+QUOTE_ANSWER = 4000
+QUOTE_ERROR = 500
 FENCE = re.compile(r"```(?:json|JSON|javascript|js)?\s*\n?(.*?)```", re.S)
 TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 
@@ -32,6 +36,10 @@ class StructuredOutputError(DatamillError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.reason, self.last_text))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]} … [{len(text) - limit:,} more characters]"
 
 
 def _balanced(text: str, start: int) -> str | None:
@@ -215,14 +223,14 @@ async def generate_json(
         try:
             value = extract_json(text)
         except ValueError as e:
-            reason, problem = "invalid json", str(e)
+            reason, problem = "invalid json", _clip(str(e), QUOTE_ERROR)
         else:
             try:
                 return validate(value, target)
-            except ValueError as e:
-                reason, problem = "schema mismatch", str(e)
+            except ValueError as e:  # jsonschema's message quotes the offending value whole
+                reason, problem = "schema mismatch", _clip(str(e), QUOTE_ERROR)
         fix = load("json_fix", lang).text(error=problem, schema=json.dumps(schema, ensure_ascii=False))
-        msgs = [*msgs, {"role": "assistant", "content": text[:4000]}, {"role": "user", "content": fix}]
+        msgs = [*msgs, {"role": "assistant", "content": _clip(text, QUOTE_ANSWER)}, {"role": "user", "content": fix}]
     raise StructuredOutputError(
         f"no valid JSON for {name} after {max(1, max_attempts)} answers: {problem}", reason, text
     )

@@ -14,10 +14,11 @@ comparison, whether the preferred answer was the longer one).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from datamill.llm import LLMClient, LLMError, StructuredOutputError
 from datamill.ops import register
@@ -173,9 +174,22 @@ class RuleScore(Mapper):
     class Config(OpConfig):
         rule: str = "math"
         key: str = Field("score", description="candidate field the score is written to")
+        unsafe_no_sandbox: bool = Field(
+            False,
+            description="python_runs: where no bubblewrap sandbox can be set up, run the model's code unisolated "
+            "instead of failing (only inside a throwaway VM or container)",
+        )
+
+        @model_validator(mode="after")
+        def _sandbox_flag_is_for_code(self):
+            if self.unsafe_no_sandbox and self.rule != "python_runs":
+                raise ValueError("unsafe_no_sandbox applies to rule: python_runs only")
+            return self
 
     def map(self, record: Record) -> Record:
         rule = get_rule(self.config.rule)
+        if self.config.unsafe_no_sandbox:
+            rule = functools.partial(rule, unsafe_no_sandbox=True)
         cands = candidates(record)
         for cand in cands:
             value = rule(record, cand)

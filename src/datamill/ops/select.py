@@ -182,13 +182,17 @@ def select_file(
     quality_key: str | None = "quality_score",
     part: str = "prompt",
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Select ``n`` records of one file into another (the ``datamill select`` command)."""
     import tempfile
     from pathlib import Path
 
     import datamill
+    from datamill.io import outputs
     from datamill.ops.base import OpContext
+
+    outputs.check_replace(Path(dst), overwrite)  # before the work, not after it
 
     config = Select.Config(n=n, part=part, quality_key=quality_key, quota_by=quota_by, quotas=quotas or {})
     read = list(datamill.read(src))
@@ -196,7 +200,7 @@ def select_file(
     with tempfile.TemporaryDirectory(prefix="datamill-select-") as tmp:
         op = Select(config, OpContext(seed=seed, step=0, workdir=Path(tmp)))
         kept = [r for r in op.run(good) if isinstance(r, Record)]
-    written = datamill.write(kept, dst, to or "datamill")
+    written = datamill.write(kept, dst, to or "datamill", overwrite=overwrite)
     return {"read": len(read), "quarantined": len(read) - len(good), "selected": written}
 
 
@@ -209,6 +213,7 @@ def select_command(
     quota: Annotated[list[str] | None, typer.Option(help="VALUE=COUNT, repeatable")] = None,
     quality_key: Annotated[str, typer.Option(help="meta field with a quality score")] = "quality_score",
     part: Annotated[str, typer.Option(help="text embedded: prompt | answer | all | text")] = "prompt",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file datamill did not write.")] = False,
 ) -> None:
     """Keep N records by quality × diversity (k-center greedy on MiniLM embeddings), with quotas."""
     quotas: dict[str, int] = {}
@@ -218,7 +223,7 @@ def select_command(
             raise typer.BadParameter(f"--quota {item!r}: expected VALUE=COUNT, e.g. zh=500")
         quotas[value] = int(count)
     try:
-        summary = select_file(src, out, n, to, quota_by, quotas, quality_key, part)
+        summary = select_file(src, out, n, to, quota_by, quotas, quality_key, part, overwrite=overwrite)
     except DatamillError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

@@ -84,7 +84,7 @@ class SelfInstruct(Global):
             self.index.add(s.instruction)
         self.seeds = seeds
         machine: list[Task] = []
-        llm = LoopClient(c.llm)
+        llm = LoopClient(c.llm, seed=self.context.seed)
         made = idle = 0
         try:
             for rnd in range(1, c.max_rounds + 1):

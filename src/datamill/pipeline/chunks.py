@@ -38,6 +38,7 @@ class ChunkTask:
     files: list[str] = field(default_factory=list)  # stage 0: input paths, by file index
     rows: list[InputRow] = field(default_factory=list)  # stage 0: the input rows
     source: str | None = None  # later stages: the previous stage's chunk file
+    run: str = ""  # the run's fingerprint, kept in the chunk's stats: a resume reuses only its own chunks
 
 
 def chunk_name(chunk: int) -> str:
@@ -126,6 +127,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         raise
     stats = {
         "chunk": task.chunk,
+        "run": task.run,
         "input": n_in,
         "quarantined": quarantine.count,
         "kept": kept.count,
@@ -193,7 +195,7 @@ async def _generate_all(op: Generator, records: list[Record]) -> list[list[Recor
             except (LLMError, StructuredOutputError) as e:
                 return [Drop(rec, f"llm: {e.reason}")]
 
-    async with LLMClient(op.config.llm) as llm:
+    async with LLMClient(op.config.llm, seed=op.context.seed) as llm:  # sampled requests seeded from the recipe
         gate = asyncio.Semaphore(max(1, op.config.llm.concurrency))
         try:
             return list(await asyncio.gather(*(one(rec, llm, gate) for rec in records)))

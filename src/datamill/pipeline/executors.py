@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from datamill.errors import DatamillError
@@ -30,25 +31,68 @@ class Executor:
 
 
 class LocalExecutor(Executor):
+    """A process pool. A worker killed from outside (the OOM killer, a signal) breaks the whole pool:
+    the pool is started afresh and the unfinished tasks resubmitted, up to ``RESTARTS`` times; after
+    that the run stops with a message (finished chunks are on disk, so a rerun resumes)."""
+
+    RESTARTS = 2
+
     def __init__(self, workers: int):
         self.workers = workers
         self.pool: cf.ProcessPoolExecutor | None = None
+        self.restarts = 0
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
         if self.workers <= 1:
             for task in tasks:
                 yield fn(task)
             return
+        pending: dict[cf.Future, Any] = {}
+        for task in tasks:
+            self._submit(fn, task, pending)
+            if len(pending) >= 2 * self.workers:
+                yield from self._collect(fn, pending)
+        while pending:
+            yield from self._collect(fn, pending)
+
+    def _submit(self, fn: Callable[[Any], Any], task: Any, pending: dict[cf.Future, Any]) -> None:
         if self.pool is None:
             self.pool = cf.ProcessPoolExecutor(self.workers, initializer=_die_with_parent)
-        pending: set[cf.Future] = set()
-        for task in tasks:
-            pending.add(self.pool.submit(fn, task))
-            if len(pending) >= 2 * self.workers:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                yield from (f.result() for f in done)
-        for f in cf.as_completed(pending):
-            yield f.result()
+        try:
+            pending[self.pool.submit(fn, task)] = task
+        except BrokenProcessPool:  # the pool died before we noticed it in a result
+            self._restart(fn, pending, [task])
+
+    def _collect(self, fn: Callable[[Any], Any], pending: dict[cf.Future, Any]) -> Iterator[Any]:
+        done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+        broken = []
+        for f in done:
+            task = pending.pop(f)
+            try:
+                result = f.result()
+            except BrokenProcessPool:
+                broken.append(task)
+                continue
+            yield result
+        if broken:
+            self._restart(fn, pending, broken)
+
+    def _restart(self, fn: Callable[[Any], Any], pending: dict[cf.Future, Any], broken: list[Any]) -> None:
+        """Resubmit every task the dead pool held (its other futures fail too) to a new pool."""
+        self.restarts += 1
+        lost = broken + list(pending.values())
+        pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        if self.restarts > self.RESTARTS:
+            raise DatamillError(
+                f"a worker process died {self.restarts} times (killed by the system — out of memory? — or by a "
+                "signal); the chunks finished so far are saved: free memory or use fewer --workers, then rerun "
+                "the same command to resume"
+            )
+        for task in lost:
+            self._submit(fn, task, pending)
 
     def close(self) -> None:
         if self.pool is not None:

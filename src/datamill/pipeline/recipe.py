@@ -2,12 +2,18 @@
 recipe before any work and reports every problem at once with its YAML line: unknown operators,
 unknown or mistyped options, missing inputs, bad ``${ENV}`` references.
 
-``${VAR}`` / ``${VAR:-default}`` in any string is replaced from the environment; the lock file keeps
-the ``${VAR}`` form so secrets are never written or printed.
+``${VAR}`` / ``${VAR:-default}`` in any string is replaced from the environment; every value taken
+from it is remembered (``Recipe.from_env``) and put back as ``${VAR}`` by ``Recipe.scrub`` wherever the
+recipe is written or printed (the lock file, error messages), so secrets never are.
+
+YAML aliases are bounded: the document is composed first (an alias is a shared node there, so
+composing costs what the text does) and refused when its aliases would expand it past
+``MAX_YAML_NODES`` or make it contain itself, before any Python object is built.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -24,6 +30,8 @@ from datamill.io.readers import container_of
 from datamill.ops.base import OpConfig
 
 ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+MAX_YAML_NODES = 100_000  # a real recipe has a few hundred; a 400-byte "billion laughs" has 387 million
+SCRUB_SUBSTRING_MIN = 6  # shorter env values (a worker count, a flag) are put back only where they are a whole string
 
 
 class RecipeError(DatamillError):
@@ -100,10 +108,69 @@ class Recipe:
     output: OutputModel
     source: str
     raw: dict[str, Any] = field(default_factory=dict)  # as written, ${VAR} unexpanded: for the lock
-    skipped: list[str] = field(default_factory=list)  # optional inputs that matched nothing
+    skipped: list[str] = field(default_factory=list)  # optional inputs that matched nothing (as written)
+    # files and directories under the inputs that cannot be read: {"file": path, "error": reason}, for the
+    # runner to quarantine as file-level entries (the run goes on without them)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    from_env: dict[str, str] = field(default_factory=dict)  # each value taken from the environment → "${VAR}"
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (a string, or dicts and lists of them) with every value that came from ``${VAR}`` put
+        back as ``${VAR}``: for anything written or printed."""
+        return scrub(value, self.from_env)
 
 
-def _line_map(text: str) -> dict[tuple, int]:
+def scrub(value: Any, from_env: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        if value in from_env:
+            return from_env[value]
+        for secret in sorted(from_env, key=len, reverse=True):  # a value inside a longer one: the longer first
+            if len(secret) >= SCRUB_SUBSTRING_MIN:
+                value = value.replace(secret, from_env[secret])
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, from_env) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, from_env) for v in value]
+    return value
+
+
+class _Refused(Exception):
+    def __init__(self, node: yaml.Node, problem: str):
+        self.problem = f"line {node.start_mark.line + 1}: {problem}"
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Count the nodes the document has once its aliases are expanded, each shared node once (its size
+    is remembered), and refuse at the first node that takes the count past ``MAX_YAML_NODES`` — the
+    line that multiplies — or that contains itself."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _Refused(node, "an alias (*name) refers to the structure it sits in; a recipe cannot hold a loop")
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        open_nodes.add(key)
+        total = 1 + sum(size(child) for child in children)
+        open_nodes.discard(key)
+        if total > MAX_YAML_NODES:
+            raise _Refused(
+                node, f"aliases (*name) expand the recipe past {MAX_YAML_NODES:,} values; write them out instead"
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _line_map(root: yaml.Node | None) -> dict[tuple, int]:
     """YAML path (keys and list indexes) → 1-based line, for error messages."""
     lines: dict[tuple, int] = {}
 
@@ -117,7 +184,6 @@ def _line_map(text: str) -> dict[tuple, int]:
             for i, value in enumerate(node.value):
                 walk(value, (*path, i))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None:
         walk(root, ())
     return lines
@@ -129,11 +195,14 @@ def _line(lines: dict[tuple, int], path: tuple) -> int:
     return lines.get(path, 1)
 
 
-def _substitute(value: Any, missing: set[str]) -> Any:
+def _substitute(value: Any, missing: set[str], from_env: dict[str, str]) -> Any:
+    """``value`` with ``${VAR}`` replaced; records each value taken from the environment in ``from_env``."""
     if isinstance(value, str):
 
         def repl(m: re.Match) -> str:
             if m.group(1) in os.environ:
+                if os.environ[m.group(1)]:
+                    from_env.setdefault(os.environ[m.group(1)], m.group(0))
                 return os.environ[m.group(1)]
             if m.group(2) is not None:
                 return m.group(2)
@@ -142,9 +211,9 @@ def _substitute(value: Any, missing: set[str]) -> Any:
 
         return ENV.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, missing) for k, v in value.items()}
+        return {k: _substitute(v, missing, from_env) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, missing) for v in value]
+        return [_substitute(v, missing, from_env) for v in value]
     return value
 
 
@@ -156,13 +225,23 @@ def load(path: str | Path, inputs: list[str] | None = None, output: str | None =
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise FileError(f"{path}: cannot read the recipe: {e.strerror}") from None
+    loader = yaml.SafeLoader(text)
     try:
-        raw = yaml.safe_load(text)
-        lines = _line_map(text)
+        root = loader.get_single_node()
+        if root is not None:
+            _check_aliases(root)
+        raw = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise RecipeError(str(path), [f"{where}not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    except _Refused as e:
+        raise RecipeError(str(path), [e.problem]) from None
+    except RecursionError:
+        raise RecipeError(str(path), ["the YAML is nested too deeply to be a recipe"]) from None
+    finally:
+        loader.dispose()
+    lines = _line_map(root)
     if not isinstance(raw, dict):
         raise RecipeError(str(path), ["line 1: the recipe must be a mapping with inputs, steps and output"])
     return parse(raw, lines, path, inputs, output)
@@ -177,7 +256,8 @@ def parse(
 ) -> Recipe:
     problems: list[str] = []
     missing: set[str] = set()
-    data = _substitute(raw, missing)
+    from_env: dict[str, str] = {}
+    data = _substitute(raw, missing, from_env)
     for var in sorted(missing):
         problems.append(f"environment variable ${{{var}}} is not set (and has no :-default)")
     if inputs:
@@ -192,10 +272,11 @@ def parse(
             loc = tuple(err["loc"])
             loc = tuple(x for x in loc if not (isinstance(x, str) and x in ("str", "InputModel")))
             problems.append(f"line {_line(lines, loc)}: {'.'.join(map(str, loc)) or 'recipe'}: {err['msg']}")
-        raise RecipeError(str(path), problems) from None
+        raise RecipeError(str(path), scrub(problems, from_env)) from None
     base = path.parent
     skipped: list[str] = []
-    files = _resolve_inputs(model, base, lines, problems, skipped)
+    unreadable: list[dict[str, str]] = []
+    files = _resolve_inputs(model, base, lines, problems, skipped, unreadable)
     steps = _resolve_steps(model, lines, problems)
     if model.output.format not in formats.FORMATS:
         problems.append(
@@ -203,9 +284,10 @@ def parse(
             f"{', '.join(formats.FORMATS)}"
         )
     if not files:
-        problems.append(f"line {_line(lines, ('inputs',))}: no input file found")
+        why = "".join(f"; {u['file']}: {u['error']}" for u in unreadable)
+        problems.append(f"line {_line(lines, ('inputs',))}: no readable file among the inputs{why}")
     if problems:
-        raise RecipeError(str(path), problems)
+        raise RecipeError(str(path), scrub(problems, from_env))
     out_path = Path(model.output.path)
     model.output.path = str(out_path if out_path.is_absolute() else (base / out_path).resolve())
     return Recipe(
@@ -219,12 +301,19 @@ def parse(
         output=model.output,
         source=str(path),
         raw=raw,
-        skipped=skipped,
+        skipped=scrub(skipped, from_env),
+        unreadable=unreadable,
+        from_env=from_env,
     )
 
 
 def _resolve_inputs(
-    model: RecipeModel, base: Path, lines: dict[tuple, int], problems: list[str], skipped: list[str]
+    model: RecipeModel,
+    base: Path,
+    lines: dict[tuple, int],
+    problems: list[str],
+    skipped: list[str],
+    unreadable: list[dict[str, str]],
 ) -> list[InputFile]:
     files: list[InputFile] = []
     for i, item in enumerate(model.inputs):
@@ -234,38 +323,109 @@ def _resolve_inputs(
             known = ", ".join((*formats.FORMATS, "document"))
             problems.append(f"{where}: input format '{spec.format}' is not one of {known}")
         pattern = spec.path if Path(spec.path).is_absolute() else str(base / spec.path)
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-        found = [p.resolve() for m in matches for p in _expand(Path(m))]
-        if not found and spec.optional:
+        bad: list[tuple[Path, str]] = []
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            bad += _unlisted(pattern)
+        else:
+            matches = [pattern]
+        found = []
+        for m in matches:
+            ok, failed = _expand(Path(m))
+            found += [p.resolve() for p in ok]
+            bad += failed
+        for p, reason in bad:
+            entry = {"file": str(p), "error": reason}
+            if entry not in unreadable:  # one report per file, however many inputs name it
+                unreadable.append(entry)
+        if not found and not bad and spec.optional:
             skipped.append(spec.path)
-        elif not found:
+        elif not found and not bad:
             problems.append(f"{where}: input '{spec.path}' matches no readable file")
         files += [InputFile(p, spec.format, spec.encoding) for p in found]
     return files
 
 
-def _expand(path: Path) -> list[Path]:
+def _expand(path: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """A file, a saved HF dataset directory, or every dataset file and document (PDF, DOCX, HTML …,
-    read by ``datamill.ingest``) under a directory."""
+    read by ``datamill.ingest``) under a directory — and, apart, what cannot be read (a file that
+    does not open, a directory that cannot be listed, a broken link) with the reason, so the run can
+    report it instead of missing it in silence or stopping at it."""
     if path.is_file():
-        return [path]
+        problem = _cannot_open(path)
+        return ([], [(path, problem)]) if problem else ([path], [])
     if not path.is_dir():
-        return []
+        return [], []
     if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
-        return [path]
+        return [path], []
+    files, problems = ingest.walk(path)
     out = []
-    for p in sorted(path.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or p.name == "dataset_info.json":
+    for p in files:
+        if not _is_input(p):
             continue
-        if ingest.is_pipeline_document(p):
+        problem = _cannot_open(p)
+        if problem:
+            problems.append((p, problem))
+        else:
             out.append(p)
-            continue
+    return out, sorted((p, why) for p, why in problems if p.is_dir() or _is_input(p))
+
+
+def _is_input(p: Path) -> bool:
+    if p.name.startswith(".") or p.name == "dataset_info.json":
+        return False
+    if ingest.is_pipeline_document(p):
+        return True
+    try:
+        container_of(p)
+    except FileError:
+        return False
+    return True
+
+
+def _cannot_open(path: Path) -> str | None:
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+
+
+def _unlisted(pattern: str) -> list[tuple[Path, str]]:
+    """The directories a glob pattern had to list but could not (``glob`` passes over them without a
+    word): followed part by part like ``glob`` does — hidden names skipped, ``**`` any depth."""
+    parts = Path(pattern).parts
+    start = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    level = [Path(*parts[:start])]
+    problems: list[tuple[Path, str]] = []
+
+    def subdirs(d: Path) -> list[Path]:
         try:
-            container_of(p)
-        except FileError:
-            continue
-        out.append(p)
-    return out
+            with os.scandir(d) as entries:
+                return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+        except NotADirectoryError:
+            return []
+        except OSError as e:
+            problems.append((d, f"cannot list the directory: {e.strerror or e}"))
+            return []
+
+    for part in parts[start:]:
+        if part == "**":
+            seen: set[Path] = set()
+            todo, level = list(level), []
+            while todo:
+                d = todo.pop()
+                if d.resolve() not in seen:  # a symlink loop is walked once
+                    seen.add(d.resolve())
+                    level.append(d)
+                    todo += subdirs(d)
+        elif glob.has_magic(part):
+            level = [p for d in level for p in subdirs(d) if fnmatch.fnmatchcase(p.name, part)]
+        else:
+            for d in level:
+                subdirs(d)  # only to find the directories that cannot be listed
+            level = [d / part for d in level if (d / part).is_dir()]
+    return sorted(set(problems))
 
 
 def _resolve_steps(model: RecipeModel, lines: dict[tuple, int], problems: list[str]) -> list[Step]:

@@ -10,6 +10,8 @@ format as ``OUTDIR/data-*``, with dropped.jsonl, quarantine.jsonl, stats.json an
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
@@ -23,14 +25,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
+import xxhash
 import yaml
 
 from datamill import __version__, dataset_info, formats, ingest, ops
 from datamill.dataset import DatasetWriter, detect_format
-from datamill.errors import CannotExpress, DatamillError
+from datamill.errors import CannotExpress, DatamillError, FileError
+from datamill.io import outputs
 from datamill.io.readers import RawRow, iter_rows
 from datamill.io.writers import JsonlWriter
 from datamill.ops.base import Drop, Generated, OpContext
@@ -41,6 +45,9 @@ from datamill.record import Record
 
 WORK = ".datamill-work"
 LOCK = "recipe.lock.yaml"
+RUN_LOCK = ".datamill-run.lock"  # flock'ed while a run writes the folder
+FIXED_OUTPUTS = ("dropped.jsonl", "quarantine.jsonl", "stats.json", LOCK, "report.html", "README.md")
+HASH_BLOCK = 8 << 20
 LIBRARIES = ("orjson", "pyarrow", "pydantic", "PyYAML", "ijson", "datasets", "ray")
 
 Progress = Callable[[str, int, int | None], None]  # (stage label, records done, total or None)
@@ -89,22 +96,21 @@ def plan(steps: list[Step]) -> list[Stage]:
 
 
 def fingerprint_file(path: Path) -> dict[str, Any]:
-    """Size, mtime and a hash of the first and last MiB: cheap, and catches real changes."""
+    """Size, mtime and a hash of every byte (xxh3-128, several GB/s): an edit that keeps the size and
+    the mtime (``cp -p``, ``rsync -t``, ``touch -r``) still changes it, so a resume never serves stale output."""
     if path.is_dir():
         parts = [fingerprint_file(p) for p in sorted(path.rglob("*")) if p.is_file()]
         return {
             "path": str(path),
             "files": len(parts),
-            "blake2b": hashlib.blake2b(orjson.dumps(parts), digest_size=16).hexdigest(),
+            "xxh3_128": xxhash.xxh3_128_hexdigest(orjson.dumps(parts)),
         }
     st = path.stat()
-    h = hashlib.blake2b(digest_size=16)
+    h = xxhash.xxh3_128()
     with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if st.st_size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read())
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": h.hexdigest()}
+        while block := f.read(HASH_BLOCK):
+            h.update(block)
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "xxh3_128": h.hexdigest()}
 
 
 def _versions() -> dict[str, str]:
@@ -118,10 +124,18 @@ def _versions() -> dict[str, str]:
 
 
 class Runner:
+    """``overwrite`` lets the run replace files in OUTDIR that datamill did not write (refused by default)."""
+
     def __init__(
-        self, recipe: Recipe, progress: Progress | None = None, keep_work: bool = False, ray_address: str | None = None
+        self,
+        recipe: Recipe,
+        progress: Progress | None = None,
+        keep_work: bool = False,
+        ray_address: str | None = None,
+        overwrite: bool = False,
     ):
         self.recipe = recipe
+        self.overwrite = overwrite
         self.outdir = Path(recipe.output.path)
         self.work = self.outdir / WORK
         self.progress = progress or (lambda label, done, total: None)
@@ -131,6 +145,7 @@ class Runner:
         self.inputs = [fingerprint_file(f.path) for f in recipe.inputs]
         self.fingerprint = self._fingerprint()
         self.resumed = 0
+        self.unreadable: list[dict[str, Any]] = []  # files that held no readable record: file, error
 
     def _fingerprint(self) -> str:
         r = self.recipe
@@ -147,24 +162,65 @@ class Runner:
 
     # ---- entry point -------------------------------------------------------------------------
     def run(self) -> RunResult:
-        previous = self._finished_lock()
-        if previous is not None:
-            stats = json.loads((self.outdir / "stats.json").read_text(encoding="utf-8"))
-            return RunResult(self.outdir, stats, up_to_date=True, shards=previous.get("outputs", []))
-        self._prepare_workdir()
-        executor = executors.make(self.recipe.executor, self.recipe.workers, self.ray_address)
-        try:
-            for stage in self.stages:
-                if stage.kind == "chunks":
-                    self._run_chunk_stage(stage, executor)
-                else:
-                    self._run_global_stage(stage)
-        finally:
-            executor.close()
-        result = self._assemble()
-        if not self.keep_work:
-            shutil.rmtree(self.work, ignore_errors=True)
-        return result
+        self._claim_outdir()
+        with self._exclusive() as lock:
+            previous = self._finished_lock()
+            if previous is not None:
+                stats = json.loads((self.outdir / "stats.json").read_text(encoding="utf-8"))
+                return RunResult(self.outdir, stats, up_to_date=True, shards=previous.get("outputs", []))
+            _note_pid(lock)
+            self._prepare_workdir()
+            executor = executors.make(self.recipe.executor, self.recipe.workers, self.ray_address)
+            try:
+                for stage in self.stages:
+                    if stage.kind == "chunks":
+                        self._run_chunk_stage(stage, executor)
+                    else:
+                        self._run_global_stage(stage)
+            finally:
+                executor.close()
+            result = self._assemble()
+            if not self.keep_work:
+                shutil.rmtree(self.work, ignore_errors=True)
+            return result
+
+    def _claim_outdir(self) -> None:
+        """Refuse, before any work, an OUTDIR whose files the run would replace but datamill did not write."""
+        outputs.refuse_unsafe(self.outdir)
+        if self.outdir.exists() and not self.outdir.is_dir():
+            raise FileError(f"{self.outdir}: exists and is not a folder; a run writes a folder of outputs")
+        out = self.outdir.resolve()
+        for spec in self.recipe.inputs:
+            p = spec.path.resolve()
+            if p == out or (out in p.parents and (p.name in FIXED_OUTPUTS or p.name.startswith("data-"))):
+                raise FileError(f"{spec.path}: an input that the run's outputs in {self.outdir} would replace")
+        if not self.outdir.is_dir() or self.overwrite:
+            return
+        existing = [*sorted(self.outdir.glob("data-*")), *(self.outdir / n for n in FIXED_OUTPUTS)]
+        foreign = [p.name for p in existing if os.path.lexists(p) and not outputs.is_ours(p)]
+        if foreign:
+            listing = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise FileError(
+                f"{self.outdir}: holds {listing}, which datamill did not write (or which changed since) and a run "
+                "would replace; choose a new or empty output folder, or pass --overwrite"
+            )
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[IO[str]]:
+        """Hold an exclusive lock on OUTDIR for the whole run: a second run into it is refused, naming the
+        first one's pid. The lock is the kernel's (flock), so a killed run never leaves it behind."""
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        with open(self.outdir / RUN_LOCK, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "?"
+                raise FileError(
+                    f"{self.outdir}: another datamill run (pid {holder}) is writing here; wait for it to end "
+                    "or choose another output folder"
+                ) from None
+            yield f
 
     def _finished_lock(self) -> dict[str, Any] | None:
         lock = self.outdir / LOCK
@@ -195,22 +251,32 @@ class Runner:
         sdir = self.stage_dir(stage)
         steps = [(s.index, s.op, s.config.model_dump(mode="json")) for s in stage.steps]
         common = dict(
-            stage=stage.index, stage_dir=str(sdir), seed=self.recipe.seed, work_root=str(self.work), steps=steps
+            stage=stage.index,
+            stage_dir=str(sdir),
+            seed=self.recipe.seed,
+            work_root=str(self.work),
+            steps=steps,
+            run=self.fingerprint,
         )
         if stage.index == 0:
             files = [str(f.path) for f in self.recipe.inputs]
             for i, rows in enumerate(self._input_chunks()):
-                if not stats_path(sdir, i).exists():
+                if not self._chunk_done(sdir, i):
                     yield ChunkTask(chunk=i, files=files, rows=rows, **common)
-                else:
-                    self.resumed += 1
         else:
             prev = self.stage_dir(self.stages[stage.index - 1])
             for i in range(self._chunk_count(self.stages[stage.index - 1])):
-                if not stats_path(sdir, i).exists():
+                if not self._chunk_done(sdir, i):
                     yield ChunkTask(chunk=i, source=str(prev / f"{chunk_name(i)}.jsonl"), **common)
-                else:
-                    self.resumed += 1
+
+    def _chunk_done(self, sdir: Path, chunk: int) -> bool:
+        """A chunk is reused only when its stats file says this very run (recipe + inputs) made it."""
+        try:
+            done = orjson.loads(stats_path(sdir, chunk).read_bytes()).get("run") == self.fingerprint
+        except (OSError, orjson.JSONDecodeError):
+            return False
+        self.resumed += done
+        return done
 
     def _input_chunks(self) -> Iterator[list[InputRow]]:
         size = self.recipe.chunk_size
@@ -219,34 +285,47 @@ class Runner:
             yield batch
 
     def _input_rows(self) -> Iterator[InputRow]:
+        self.unreadable = list(self.recipe.unreadable)
         for file_index, spec in enumerate(self.recipe.inputs):
             if ingest.is_pipeline_document(spec.path, spec.format):  # PDF, DOCX, HTML …: one row per section
-                rows, fmt = ingest.raw_rows(spec.path), "datamill"
+                rows, fmt = self._document_rows(spec.path), "datamill"
             else:
                 rows, fmt = self._dataset_rows(spec)
             for r in rows:
                 yield _input_row(file_index, fmt, r)
 
+    def _file_failed(self, path: Path, error: str) -> None:
+        """A file (or the rest of one) that yields no records: counted as a file, not as records."""
+        self.unreadable.append({"file": str(path), "error": error})
+
+    def _document_rows(self, path: Path) -> Iterator[RawRow]:
+        for r in ingest.raw_rows(path):
+            if r.row is None:
+                self._file_failed(path, r.error or "unreadable")
+            else:
+                yield r
+
     def _dataset_rows(self, spec) -> tuple[Iterator[RawRow], str]:
         """The rows of a dataset file and its format. A file that is no dataset is read as a document
-        when ingest knows its type, else it becomes one quarantined row; a file that breaks part-way
-        (truncated JSON) keeps the rows before the break and quarantines the rest with the error."""
+        when ingest knows its type, else it is an unreadable file; a file that breaks part-way keeps the
+        rows before the break and counts the rest as an unreadable file part."""
         raw_rows = iter_rows(spec.path, spec.encoding)
         try:
             head = list(itertools.islice(raw_rows, 100))
             fmt = (formats.get(spec.format) if spec.format else detect_format(spec.path, head)) if head else None
-        except DatamillError as e:
+        except (DatamillError, OSError) as e:
             if spec.path.suffix.lower() in ingest.EXTENSIONS:
-                return ingest.raw_rows(spec.path), "datamill"
-            return iter([RawRow(str(spec.path), None, 0, None, str(e), None)]), "datamill"
+                return self._document_rows(spec.path), "datamill"
+            self._file_failed(spec.path, str(e))
+            return iter(()), "datamill"
 
         def rows() -> Iterator[RawRow]:
             n = 0
             try:
                 for n, r in enumerate(itertools.chain(head, raw_rows), 1):  # noqa: B007 - n counts rows read
                     yield r
-            except DatamillError as e:
-                yield RawRow(str(spec.path), None, n, None, f"{e} (the {n} rows before it were read)", None)
+            except (DatamillError, OSError) as e:
+                self._file_failed(spec.path, f"{e} (the {n} rows before it were read)")
 
         return rows(), fmt.name if fmt else "datamill"
 
@@ -349,17 +428,23 @@ class Runner:
     def _close_global_chunk(self, sdir: Path, chunk: int, kept: JsonlWriter, dropped: JsonlWriter) -> None:
         kept.commit()
         dropped.commit()
-        stats = {"chunk": chunk, "input": kept.count + dropped.count, "quarantined": 0, "kept": kept.count, "steps": []}
+        stats = {
+            "chunk": chunk,
+            "run": self.fingerprint,
+            "input": kept.count + dropped.count,
+            "quarantined": 0,
+            "kept": kept.count,
+            "steps": [],
+        }
         stats_path(sdir, chunk).write_bytes(orjson.dumps(stats))
         _maybe_crash()
 
     # ---- outputs -----------------------------------------------------------------------------
     def _assemble(self) -> RunResult:
-        for old in self.outdir.glob("data-*"):
-            old.unlink() if old.is_file() else shutil.rmtree(old)
+        self._remove_old_shards()
         last = self.stages[-1]
-        dropped_writer = JsonlWriter(self.outdir / "dropped.jsonl")
-        quarantine_writer = JsonlWriter(self.outdir / "quarantine.jsonl")
+        dropped_writer = JsonlWriter(self.outdir / "dropped.jsonl", output=True, overwrite=self.overwrite)
+        quarantine_writer = JsonlWriter(self.outdir / "quarantine.jsonl", output=True, overwrite=self.overwrite)
         output_drops: Counter[str] = Counter()
         shards: list[Shard] = []
         try:
@@ -369,6 +454,8 @@ class Runner:
                     _copy_lines(sdir / f"{chunk_name(i)}.dropped.jsonl", dropped_writer)
                     if stage.index == 0:
                         _copy_lines(sdir / f"{chunk_name(i)}.quarantine.jsonl", quarantine_writer)
+            for failure in self.unreadable:
+                quarantine_writer.write({**failure, "scope": "file", "stage": "read"})
             shards = self._write_shards(last, dropped_writer, output_drops)
             _maybe_crash()
             dropped_writer.commit()
@@ -377,24 +464,31 @@ class Runner:
             dropped_writer.abort()
             quarantine_writer.abort()
             raise
-        stats = self._stats(output_drops, len(shards))
+        stats = self.recipe.scrub(self._stats(output_drops, len(shards)))  # no ${VAR} value in stats.json
         splits: Counter[str] = Counter()
         for shard in shards:
             if shard.split:
                 splits[shard.split] += shard.writer.count
         if splits:
             stats["splits"] = dict(sorted(splits.items()))
-        (self.outdir / "stats.json").write_text(
-            json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        outputs.write_text(
+            self.outdir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n", self.overwrite
         )
         self._register(shards)
         names = [shard.writer.path.name for shard in shards]
         if self.recipe.output.report:
             from datamill.report import write_report
 
-            names += [p.name for p in write_report(self.outdir)]
+            names += [p.name for p in write_report(self.outdir, overwrite=self.overwrite)]
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
+
+    def _remove_old_shards(self) -> None:
+        """The data-* files of an earlier run into OUTDIR (only datamill's own, unless --overwrite)."""
+        old = [p for p in self.outdir.glob("data-*") if self.overwrite or outputs.is_ours(p)]
+        for p in old:
+            p.unlink() if p.is_file() or p.is_symlink() else shutil.rmtree(p)
+        outputs.forget(*old)
 
     def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[Shard]:
         """The kept records as ``data-NNNNN`` shards — or ``data-<split>-NNNNN`` per split when records
@@ -413,7 +507,8 @@ class Runner:
             if w is not None:
                 w.commit()
             prefix = f"data-{_safe_name(split)}-" if split else "data-"
-            w = DatasetWriter(self.outdir / f"{prefix}{made[split]:05d}.{out.container}", out.format, register=False)
+            path = self.outdir / f"{prefix}{made[split]:05d}.{out.container}"
+            w = DatasetWriter(path, out.format, register=False, overwrite=self.overwrite)
             shards.append(Shard(split, made[split], w))
             made[split] += 1
             open_by_split[split] = w
@@ -496,6 +591,11 @@ class Runner:
             )
         return {
             "recipe": self.recipe.name,
+            "files": {
+                "input": len(self.recipe.inputs) + len(self.recipe.unreadable),  # files found, readable or not
+                "unreadable": len(self.unreadable),
+                "failures": self.unreadable,
+            },
             "input": n_input,
             "generated": generated,
             "quarantined": quarantined,
@@ -508,26 +608,29 @@ class Runner:
         }
 
     def _write_lock(self, shards: list[str]) -> None:
+        """The recipe as written, as resolved and what it read; every value that came from ``${VAR}``
+        (a step's, the shared ``llm:`` block's, a path's) is written as ``${VAR}``, never expanded."""
         r = self.recipe
         lock = {
             "fingerprint": self.fingerprint,
             "recipe": r.raw,  # as written: ${VAR} references stay unexpanded
-            "resolved": {
-                "seed": r.seed,
-                "executor": r.executor,
-                "workers": r.workers,
-                "chunk_size": r.chunk_size,
-                "inputs": [{"path": str(f.path), "format": f.format, "encoding": f.encoding} for f in r.inputs],
-                "steps": [{"op": s.op, **_resolved_options(s, r.raw)} for s in r.steps],
-                "output": r.output.model_dump(mode="json"),
-            },
-            "input_fingerprints": self.inputs,
+            "resolved": r.scrub(
+                {
+                    "seed": r.seed,
+                    "executor": r.executor,
+                    "workers": r.workers,
+                    "chunk_size": r.chunk_size,
+                    "inputs": [{"path": str(f.path), "format": f.format, "encoding": f.encoding} for f in r.inputs],
+                    "steps": [{"op": s.op, **_resolved_options(s, r.raw)} for s in r.steps],
+                    "output": r.output.model_dump(mode="json"),
+                }
+            ),
+            "input_fingerprints": r.scrub(self.inputs),
             "versions": _versions(),
             "outputs": [*shards, "dropped.jsonl", "quarantine.jsonl", "stats.json"],
         }
-        tmp = self.outdir / f".{LOCK}.tmp"
-        tmp.write_text(yaml.safe_dump(lock, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        tmp.replace(self.outdir / LOCK)
+        text = yaml.safe_dump(lock, sort_keys=False, allow_unicode=True)
+        outputs.write_text(self.outdir / LOCK, text, self.overwrite)
 
     def _register(self, shards: list[Shard]) -> None:
         """dataset_info.json entries so LLaMA-Factory loads the shards with ``dataset: NAME`` (per split:
@@ -542,15 +645,26 @@ class Runner:
 
 
 def _resolved_options(step: Step, raw: dict[str, Any]) -> dict[str, Any]:
-    """A step's options with defaults filled in, but options that reference ${VAR} kept as written,
-    so secrets never reach the lock file."""
-    resolved = step.config.model_dump(mode="json")
+    """A step's options with defaults filled in, but each value written with ${VAR} — in the step or in
+    the recipe's top-level ``llm:`` block the step inherits — kept as written (also a number or a list
+    that came from one), so secrets never reach the lock file."""
     raw_steps = raw.get("steps") or []
     written = raw_steps[step.index] if step.index < len(raw_steps) and isinstance(raw_steps[step.index], dict) else {}
-    for key, value in written.items():
-        if key in resolved and "${" in json.dumps(value):
-            resolved[key] = value
-    return resolved
+    shared, own = raw.get("llm"), written.get("llm")
+    if "llm" in step.options and isinstance(shared, dict):  # merged the way recipe._resolve_steps merges it
+        written = {**written, "llm": {**shared, **(own if isinstance(own, dict) else {})}}
+
+    def keep_written(resolved: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+        for key, value in written.items():
+            if key not in resolved or "${" not in json.dumps(value, default=str):
+                continue
+            if isinstance(value, dict) and isinstance(resolved[key], dict):
+                resolved[key] = keep_written(resolved[key], value)  # the defaults beside it stay resolved
+            else:
+                resolved[key] = value
+        return resolved
+
+    return keep_written(step.config.model_dump(mode="json"), written)
 
 
 def _safe_name(value: str) -> str:
@@ -571,6 +685,14 @@ def _maybe_crash() -> None:
 
 
 _checkpoints = 0
+
+
+def _note_pid(lock: IO[str]) -> None:
+    """Name this process in the run lock, for the message a second run prints."""
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
 
 
 def _input_row(file_index: int, fmt: str, r: RawRow) -> InputRow:

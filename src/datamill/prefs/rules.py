@@ -3,7 +3,7 @@
 A rule is ``fn(record, candidate) -> float | None`` (None: the rule cannot tell). Shipped rules:
 ``math`` (the final number equals the reference's, GSM8K ``#### 42`` style), ``constraints``
 (checkable constraints in ``meta["constraints"]``: the share that holds) and ``python_runs`` (the
-answer's Python code, plus ``meta["tests"]`` if any, exits 0). Other modules add their own with
+answer's Python code, plus ``meta["tests"]`` if any, exits 0 in a sandbox). Other modules add their own with
 :func:`register_rule`, or a recipe names one as ``package.module:function``.
 """
 
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from datamill.errors import DatamillError
+from datamill.prefs import sandbox
 from datamill.record import Record
 
 Rule = Callable[[Record, dict[str, Any]], float | None]
@@ -142,42 +139,22 @@ def constraints_rule(rec: Record, cand: dict[str, Any]) -> float | None:
 CODE_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
 
 
-def _limits() -> None:  # in the child, before exec: CPU seconds, memory, file size
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CPU, (5, 5))
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 29, 1 << 29))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-
-
-def python_runs(code: str, tests: str = "", timeout: float = 10.0) -> bool:
-    """Whether ``code`` (then ``tests``, e.g. asserts) exits 0 in a fresh isolated interpreter (``-I``)
-    in an empty temporary directory, with CPU, memory and file-size limits. This runs model output:
-    use it only where that is acceptable (a sandbox, a container); it is not a security boundary."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-c", code + "\n" + tests],
-                cwd=tmp,
-                capture_output=True,
-                timeout=timeout,
-                preexec_fn=_limits if sys.platform != "win32" else None,
-                stdin=subprocess.DEVNULL,
-                env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},  # no API keys for model code
-            )
-        except subprocess.TimeoutExpired:
-            return False
-    return proc.returncode == 0
+def python_runs(code: str, tests: str = "", timeout: float = 10.0, *, unsafe_no_sandbox: bool = False) -> bool:
+    """Whether ``code`` (then ``tests``, e.g. asserts) exits 0 within ``timeout`` seconds. It is model
+    output, so it runs in the bubblewrap sandbox of :mod:`datamill.prefs.sandbox` (no network, no host
+    files, no way to outlive the call); without one it is refused unless ``unsafe_no_sandbox``."""
+    return sandbox.run_python(code + "\n" + tests, timeout, unsafe_no_sandbox=unsafe_no_sandbox) == 0
 
 
 @register_rule("python_runs")
-def python_rule(rec: Record, cand: dict[str, Any]) -> float | None:
+def python_rule(rec: Record, cand: dict[str, Any], *, unsafe_no_sandbox: bool = False) -> float | None:
     """10 when the candidate's Python (its fenced blocks, else the whole text) and ``meta["tests"]`` run
-    cleanly, else 1."""
+    cleanly in the sandbox, else 1 (``unsafe_no_sandbox``: see :func:`python_runs`)."""
     text = str(cand.get("text", ""))
     blocks = CODE_BLOCK.findall(text)
     code = "\n".join(blocks) if blocks else text
     if not code.strip():
         return None
     tests = rec.meta.get("tests")
-    return 10.0 if python_runs(code, tests if isinstance(tests, str) else "") else 1.0
+    ok = python_runs(code, tests if isinstance(tests, str) else "", unsafe_no_sandbox=unsafe_no_sandbox)
+    return 10.0 if ok else 1.0

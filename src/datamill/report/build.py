@@ -18,6 +18,7 @@ import typer
 import yaml
 
 from datamill.errors import DatamillError
+from datamill.io import outputs
 from datamill.record import Record
 from datamill.report.svg import PALETTE, hbars, histogram
 
@@ -398,15 +399,18 @@ def render_card(data: ReportData, license: str = "other") -> str:
     return "\n".join(lines)
 
 
-def write_report(outdir: str | Path, tokenizer: str = "embedded", license: str = "other") -> tuple[Path, Path]:
-    """Write OUTDIR/report.html and OUTDIR/README.md; returns their paths."""
-    data = collect(outdir, tokenizer)
+def write_report(
+    outdir: str | Path, tokenizer: str = "embedded", license: str = "other", overwrite: bool = False
+) -> tuple[Path, Path]:
+    """Write OUTDIR/report.html and OUTDIR/README.md (never over files datamill did not write, unless
+    ``overwrite``); returns their paths."""
     out = Path(outdir)
     html_path, card_path = out / "report.html", out / "README.md"
-    for path, text in ((html_path, render_html(data)), (card_path, render_card(data, license))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    for path in (html_path, card_path):
+        outputs.check_replace(path, overwrite)
+    data = collect(outdir, tokenizer)
+    outputs.write_text(html_path, render_html(data), overwrite)
+    outputs.write_text(card_path, render_card(data, license), overwrite)
     return html_path, card_path
 
 
@@ -414,10 +418,11 @@ def report_command(
     outdir: Annotated[str, typer.Argument(help="output directory of a datamill run")],
     tokenizer: Annotated[str, typer.Option(help="embedded | tokenizer.json path | .gguf path")] = "embedded",
     license: Annotated[str, typer.Option(help="licence for the dataset card")] = "other",
+    overwrite: Annotated[bool, typer.Option(help="Replace a report.html / README.md datamill did not write.")] = False,
 ) -> None:
     """Regenerate OUTDIR/report.html and OUTDIR/README.md (dataset card) from a run's outputs."""
     try:
-        html_path, card_path = write_report(outdir, tokenizer, license)
+        html_path, card_path = write_report(outdir, tokenizer, license, overwrite)
     except DatamillError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

@@ -19,6 +19,7 @@ import typer
 import yaml
 
 from datamill.errors import DatamillError
+from datamill.io import outputs
 
 Stage = Literal["sft", "dpo", "kto", "pt"]
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -121,8 +122,10 @@ def write_handoff(
     cutoff_len: int = 2048,
     dataset: str | None = None,
     eval_dataset: str | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Path]:
-    """Write OUTDIR/train_llamafactory.yaml and OUTDIR/train_trl.py; returns their paths."""
+    """Write OUTDIR/train_llamafactory.yaml and OUTDIR/train_trl.py (never over the user's own files,
+    unless ``overwrite``); returns their paths."""
     out = Path(outdir)
     info_path = out / "dataset_info.json"
     if not info_path.exists():
@@ -138,8 +141,10 @@ def write_handoff(
     lf = llamafactory_yaml(name, out, stage, model, template, cutoff_len, eval_dataset)
     lf_path, trl_path = out / "train_llamafactory.yaml", out / "train_trl.py"
     header = f"# LLaMA-Factory {stage.upper()} + LoRA on datamill output '{name}': llamafactory-cli train {lf_path}\n"
-    lf_path.write_text(header + yaml.safe_dump(lf, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    trl_path.write_text(trl_script(data_files, out, stage, model, cutoff_len), encoding="utf-8")
+    for path in (lf_path, trl_path):
+        outputs.check_replace(path, overwrite)
+    outputs.write_text(lf_path, header + yaml.safe_dump(lf, sort_keys=False, allow_unicode=True), overwrite)
+    outputs.write_text(trl_path, trl_script(data_files, out, stage, model, cutoff_len), overwrite)
     return lf_path, trl_path
 
 
@@ -151,12 +156,15 @@ def handoff_command(
     cutoff_len: Annotated[int, typer.Option(help="max tokens per example")] = 2048,
     dataset: Annotated[str | None, typer.Option(help="dataset_info.json entry (default: the first)")] = None,
     eval_dataset: Annotated[str | None, typer.Option(help="entry to evaluate on")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace training files datamill did not write.")] = False,
 ) -> None:
     """Write OUTDIR/train_llamafactory.yaml and OUTDIR/train_trl.py (LoRA) for the run's outputs."""
     if stage is not None and stage not in TRAINERS:
         raise typer.BadParameter(f"--stage {stage!r}: one of {', '.join(TRAINERS)}")
     try:
-        paths = write_handoff(outdir, stage, model, template, cutoff_len, dataset, eval_dataset)  # type: ignore[arg-type]
+        paths = write_handoff(
+            outdir, stage, model, template, cutoff_len, dataset, eval_dataset, overwrite  # type: ignore[arg-type]
+        )
     except DatamillError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

@@ -100,11 +100,12 @@ def pick_lang(setting: str, texts: Iterable[str]) -> str:
 
 class LoopClient:
     """One LLM client on a private event loop, for a global operator that asks in rounds from
-    synchronous generator code (``run``). Close it to flush the cache; usage stays readable."""
+    synchronous generator code (``run``). Close it to flush the cache; usage stays readable. ``seed``
+    (the recipe's) seeds the sampled requests (see :class:`LLMClient`)."""
 
-    def __init__(self, config: LLMConfig):
+    def __init__(self, config: LLMConfig, seed: int | None = None):
         self.loop = asyncio.new_event_loop()
-        self.client = LLMClient(config)
+        self.client = LLMClient(config, seed=seed)
 
     def run(self, coro: Awaitable[Any]) -> Any:
         return self.loop.run_until_complete(coro)
