@@ -48,7 +48,7 @@ LOCK = "recipe.lock.yaml"
 RUN_LOCK = ".datamill-run.lock"  # flock'ed while a run writes the folder
 FIXED_OUTPUTS = ("dropped.jsonl", "quarantine.jsonl", "stats.json", LOCK, "report.html", "README.md")
 HASH_BLOCK = 8 << 20
-LIBRARIES = ("orjson", "pyarrow", "pydantic", "PyYAML", "ijson", "datasets", "ray")
+LIBRARIES = ("orjson", "pyarrow", "pydantic", "PyYAML", "datasets", "ray")
 
 Progress = Callable[[str, int, int | None], None]  # (stage label, records done, total or None)
 
