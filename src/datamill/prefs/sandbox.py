@@ -39,6 +39,7 @@ log = logging.getLogger("datamill.prefs.sandbox")
 
 NOBODY = 65534
 TMP_BYTES = 64 << 20
+SYSTEM_TOPS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # mounted whole (or symlinked)
 LIMITS = {"RLIMIT_CPU": 5, "RLIMIT_AS": 512 << 20, "RLIMIT_FSIZE": 1 << 20, "RLIMIT_NPROC": 64}
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}  # as for nobody on Debian
 
@@ -78,19 +79,26 @@ def _inside(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _root_args() -> list[str]:
-    """Mounts for a read-only root that holds only what Python needs."""
-    args, bound = ["--ro-bind", "/usr", "/usr"], ["/usr"]
+def _system_args() -> list[str]:
+    """Read-only ``/usr`` (and ``/bin``, ``/lib*``), ``/etc/ld.so.cache``, a fresh ``/proc`` and ``/dev``, and a
+    private tmpfs ``/tmp``."""
+    args = ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-            bound.append(top)
     args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    made = {"/"}
+    return [*args, "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
+
+
+def _interpreter_args() -> list[str]:
+    """The interpreter's directories, read-only, mounted after ``/tmp`` so that a venv under /tmp (a CI clone)
+    is still visible inside the sandbox."""
+    args: list[str] = []
+    made = {"/", "/tmp"}
     for d in _interpreter_dirs():
-        if any(_inside(d, top) for top in bound):
+        if any(_inside(d, top) for top in SYSTEM_TOPS):
             continue
         parts = d.strip("/").split("/")
         for i in range(1, len(parts)):  # bwrap would make missing parents 0700: nobody could not enter them
@@ -99,7 +107,6 @@ def _root_args() -> list[str]:
                 args += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         args += ["--ro-bind", d, d]
-        bound.append(d)
     return args
 
 
@@ -113,8 +120,8 @@ def _argv(bwrap: str, code: str, info_fd: int) -> list[str]:
         *("--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),
         *user,
         *("--die-with-parent", "--new-session", "--info-fd", str(info_fd)),
-        *_root_args(),
-        *("--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"),
+        *_system_args(),
+        *_interpreter_args(),
         *("--remount-ro", "/", "--chdir", "/tmp"),
         *("--", sys.executable, "-I", "-c", LAUNCHER, code),
     ]
