@@ -62,8 +62,12 @@ def check_accounting(summary: datamill.Summary, out: Path, n_input: int) -> list
     assert summary.read == n_input, summary
     assert summary.read == summary.written + summary.quarantined, summary
     assert summary.balanced
-    assert out.exists(), f"{out} missing"
-    assert len(output_records(out)) == summary.written
+    if summary.written:
+        assert out.exists(), f"{out} missing"
+        assert len(output_records(out)) == summary.written
+    else:  # nothing usable: no empty file, no dataset_info entry (issue 16 item 4)
+        assert not out.exists() and not (out.parent / "dataset_info.json").exists()
+        assert summary.nothing_written()
     q = qpath_of(out)
     if summary.quarantined:
         assert summary.quarantine_path is not None and Path(summary.quarantine_path) == q
@@ -120,7 +124,7 @@ def test_shared_empty_txt_reads_zero_records():
 
 @pytest.mark.parametrize("src_name", ["empty.jsonl", "shared:empty.txt"])
 @pytest.mark.parametrize("out_name", ["out.jsonl", "out.json"])
-def test_convert_empty_file_writes_empty_output(tmp_path, src_name, out_name):
+def test_convert_empty_file_writes_nothing_and_says_why(tmp_path, src_name, out_name):
     if src_name.startswith("shared:"):
         src = DOCS / src_name.split(":", 1)[1]
     else:
@@ -133,10 +137,7 @@ def test_convert_empty_file_writes_empty_output(tmp_path, src_name, out_name):
     assert summary.detected is None
     assert not summary.warnings
     check_accounting(summary, out, 0)
-    if out.suffix == ".jsonl":
-        assert out.read_bytes() == b""
-    else:
-        assert json.loads(out.read_text(encoding="utf-8")) == []
+    assert "holds no records" in summary.nothing_written()
 
 
 # -------------------------------------------------------------------------- one bad line in a jsonl
@@ -581,7 +582,9 @@ def test_pretraining_text_to_sharegpt_all_quarantined(tmp_path):
     q = check_accounting(summary, out, n)
     assert (summary.written, summary.quarantined) == (0, n)
     assert {r["stage"] for r in q} == {"convert"}
-    assert json.loads(out.read_text(encoding="utf-8")) == []
+    assert f"all {n:,} records" in summary.nothing_written()
+    result = CliRunner().invoke(app, ["convert", str(src), str(tmp_path / "cli.json"), "--to", "sharegpt"])
+    assert result.exit_code == 1 and "nothing written" in result.output and not (tmp_path / "cli.json").exists()
 
 
 def test_txt_output_for_conversations_is_file_error(tmp_path):

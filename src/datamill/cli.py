@@ -131,6 +131,8 @@ def convert_cmd(
     except (DatamillError, OSError) as e:
         _fail(str(e))
     _print_summary(summary)
+    if (why := summary.nothing_written()) is not None:
+        _fail(f"nothing written to {summary.output}: {why}")
 
 
 def _print_summary(s: Summary) -> None:
@@ -298,6 +300,9 @@ def run_cmd(
     except (DatamillError, OSError) as e:
         _fail(r.scrub(str(e)) if r is not None else str(e))  # a server's reply may quote a ${VAR} header back
     _print_funnel(result)
+    if not result.stats["kept"]:
+        _fail(f"the run kept no record, so no data file was written or registered (see the funnel above, "
+              f"{result.outdir / 'dropped.jsonl'} and {result.outdir / 'quarantine.jsonl'})")
 
 
 class RateColumn(ProgressColumn):

@@ -35,6 +35,15 @@ class Summary:
     def balanced(self) -> bool:
         return self.read == self.written + self.quarantined
 
+    def nothing_written(self) -> str | None:
+        """Why no output was written, when none was (the command then fails)."""
+        if self.written:
+            return None
+        if not self.read:
+            return f"{self.input} holds no records"
+        top = ", ".join(f"{n:,} × {reason}" for reason, n in self.reasons.most_common(3))
+        return f"all {self.read:,} records of {self.input} were quarantined ({top}); see {self.quarantine_path}"
+
 
 def default_quarantine_path(out: Path) -> Path:
     """out/a.v2.jsonl → out/a.v2.quarantine.jsonl (the container suffix and .gz dropped)."""
@@ -99,7 +108,10 @@ def convert(
         if qwriter is not None:
             qwriter.commit()
             summary.quarantine_path = str(qpath)
-        writer.commit()
+        if writer.count:
+            writer.commit()
+        else:  # an empty file registered in dataset_info.json only fails later, obscurely, in the trainer
+            writer.abort()
     except BaseException:
         writer.abort()
         if qwriter is not None:

@@ -206,14 +206,16 @@ def _cell(value: Any) -> Any:
 
 
 class ParquetWriter(SpooledWriter):
-    """Parquet whose schema is the permissive union of every batch's inferred schema."""
+    """Parquet whose schema is the permissive union of every batch's inferred schema, over every
+    column any row has: a column missing from a row (or a whole batch) is written as null."""
 
     def _schema(self):
         import pyarrow as pa
 
         schema = None
         for batch in self._spooled_batches():
-            s = pa.Table.from_pylist(batch).schema
+            # columns by name, not from_pylist(batch): that infers the columns from the first row only
+            s = pa.schema([(k, pa.array([row.get(k) for row in batch]).type) for k in self.columns])
             schema = s if schema is None else pa.unify_schemas([schema, s], promote_options="permissive")
         return schema
 

@@ -524,10 +524,12 @@ class Runner:
                     reason = f"{out.format} cannot hold it: {e}"
                     output_drops[reason] += 1
                     dropped.write(drop_entry(rec, len(self.recipe.steps), "output", reason))
-            if not shards:
-                writer_for(None)  # nothing kept: one empty shard, so the output exists
             for w in open_by_split.values():
-                w.commit()
+                if w.count:
+                    w.commit()
+                else:  # every record of it was dropped at the output: no empty file to register
+                    w.abort()
+                    shards[:] = [sh for sh in shards if sh.writer is not w]
         except BaseException:
             for w in open_by_split.values():
                 w.abort()
