@@ -32,7 +32,22 @@ import datamill.report  # noqa: E402  (loaded before the run, as the runner woul
 from datamill.pipeline import recipe as recipes  # noqa: E402
 from datamill.pipeline.runner import Runner  # noqa: E402
 
-EN_WORDS = "alpha bravo delta echo lima oscar sierra tango victor zulu river stone cloud maple".split()
+EN_WORDS = [
+    "alpha",
+    "bravo",
+    "delta",
+    "echo",
+    "lima",
+    "oscar",
+    "sierra",
+    "tango",
+    "victor",
+    "zulu",
+    "river",
+    "stone",
+    "cloud",
+    "maple",
+]
 ZH_WORDS = list("山水风云花草日月星河春夏秋冬东西南北")
 
 
@@ -97,10 +112,13 @@ def main() -> int:
 
     datamill.report.write_report = timed
     phases: list[str] = []
+    spans: dict[str, list[float]] = {}  # label → [first, last] progress call
 
     def progress(label: str, done: int, total) -> None:
         if not phases or phases[-1] != label:
             phases.append(label)
+        now = time.perf_counter()
+        spans.setdefault(label, [now, now])[1] = now
 
     t1 = time.perf_counter()
     result = Runner(recipes.load(recipe_path), progress=progress).run()
@@ -108,7 +126,7 @@ def main() -> int:
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     html = (out / "report.html").read_text(encoding="utf-8")
-    sampled = "token lengths from a sample" in html
+    sampled = 'data-sample="lengths"' in html
     row = {
         "n": n,
         "kept": result.stats.get("kept"),
@@ -119,6 +137,7 @@ def main() -> int:
         "peak_rss_worker_mb": round(child_rss),
         "sampled_lengths": sampled,
         "progress_phases": phases,
+        "report_phases_s": {k: round(b - a, 1) for k, (a, b) in spans.items() if k.startswith("report")},
         "input_gen_s": round(gen_s, 1),
     }
     print(
@@ -126,6 +145,7 @@ def main() -> int:
         f"({row['report_share']:.1%})  peak RSS main {self_rss:.0f} MB, largest worker {child_rss:.0f} MB"
     )
     print(f"progress phases: {', '.join(phases)}")
+    print(f"report phases (first to last progress call): {row['report_phases_s']}")
     with open(WORK / "report_results.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
     return 0

@@ -3,12 +3,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# The real data the tests read ships with them (sources and licences: tests/data/README.md);
+# ../shared/data, next to the project, is only for benchmarks.
+DATA = Path(__file__).resolve().parent / "data"
 LF = DATA / "llamafactory"
+DOCS = DATA / "docs"
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA.exists():
-        pytest.fail(f"shared data not found at {DATA}; tests read ../shared/data next to the project")
     return DATA

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import DOCS, LF
 from typer.testing import CliRunner
 
 import datamill
@@ -20,11 +21,6 @@ from datamill import Quarantined, Record
 from datamill.cli import app
 from datamill.errors import DatamillError, FileError
 from datamill.io.outputs import MANIFEST
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LF = DATA / "llamafactory"
-DOCS = DATA / "docs"
-
 
 # --------------------------------------------------------------------------------------------- helpers
 

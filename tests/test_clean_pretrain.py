@@ -1,4 +1,4 @@
-"""Pretraining quality filters on real text (C4, Wikipedia, ruozhiba, alpaca zh, KTO), language id, bad
+"""Pretraining quality filters on real text (C4, Wikipedia, alpaca zh, KTO), language id, bad
 words, and both default recipes run end to end through the real runner."""
 
 from __future__ import annotations
@@ -47,13 +47,10 @@ def first_reason(filters, rec: Record) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def ruozhiba() -> list[Record]:
-    rows = json.loads((DATA / "zh" / "ruozhiba-title-good.json").read_text(encoding="utf-8"))
-    out = []
-    for r in rows:
-        title, abstract = r["title"] or "", r["abs"] or ""
-        out.append(Record(text=title if not abstract or abstract == title else f"{title}\n{abstract}"))
-    return out
+def zh_texts() -> list[Record]:
+    """Short Chinese instructions and long Chinese answers (alpaca_zh_demo) as pretraining text."""
+    rows = json.loads((LF / "alpaca_zh_demo.json").read_text(encoding="utf-8"))
+    return [Record(text=t) for r in rows for t in (r["instruction"], r["output"]) if t]
 
 
 def test_c4_and_wiki_keep_prose_and_drop_boilerplate():
@@ -76,11 +73,11 @@ def test_c4_and_wiki_keep_prose_and_drop_boilerplate():
     assert sum(first_reason(filters, r) is None for r in wiki) >= 0.9 * len(wiki)
 
 
-def test_chinese_is_counted_in_characters(ruozhiba):
+def test_chinese_is_counted_in_characters(zh_texts):
     gq = make("gopher_quality_filter")
-    long_posts = [r for r in ruozhiba if len(r.text) >= 80]
-    short = [r for r in ruozhiba if len(r.text) < 30]
-    assert len(long_posts) > 50 and len(short) > 1000
+    long_posts = [r for r in zh_texts if len(r.text) >= 80]
+    short = [r for r in zh_texts if len(r.text) < 30]
+    assert len(long_posts) > 500 and len(short) > 1000
     assert sum(gq.reason(r) is None for r in long_posts) / len(long_posts) > 0.8  # 80+ characters pass min 50 words
     assert all(gq.reason(r) == "gopher: too few words" for r in short)  # a title is not a document
     zh = [Record(text=r.part("answer")) for r in read(LF / "alpaca_zh_demo.json")]
@@ -91,12 +88,12 @@ def test_chinese_is_counted_in_characters(ruozhiba):
     assert make("gopher_repetition_filter").reason(Record(text="重要的事情说三遍。" * 20)) is not None
 
 
-def test_language_id_on_both_scripts(ruozhiba):
+def test_language_id_on_both_scripts(zh_texts):
     assert detect("这是一个中文句子，用来测试语言识别。")[0] == "zh"
     assert detect("這是一個繁體中文的句子。")[0] == "zh"
     assert detect("This is an English sentence.")[0] == "en"
     assert detect("Ceci est une phrase en français.")[0] == "fr"
-    posts = [r for r in ruozhiba if len(r.text) >= 20]
+    posts = [r for r in zh_texts if len(r.text) >= 20]
     assert sum(detect(r.text)[0] == "zh" for r in posts) / len(posts) > 0.9
     f = make("language_filter", languages=["en"])
     rec = Record(text="这是一个中文句子，用来测试语言识别。")

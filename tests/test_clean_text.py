@@ -1,4 +1,4 @@
-"""Cleaning mappers and PII masking on real documents and records from ../shared/data."""
+"""Cleaning mappers and PII masking on real documents and records from tests/data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DATA, LF
+from conftest import DOCS, LF
 
 import datamill
 from datamill import ops
@@ -15,8 +15,6 @@ from datamill.io.encoding import sniff
 from datamill.ops.base import OpContext
 from datamill.ops.pii import luhn, mask, valid_id_card
 from datamill.record import Message, Record
-
-DOCS = DATA / "docs"
 
 
 def make(name: str, **options):
@@ -93,9 +91,9 @@ def test_traditional_simplified_both_ways_on_alpaca_zh():
     assert rec.meta["cleaned"] == ["convert_chinese"]
 
 
-def test_convert_chinese_on_ruozhiba_titles():
-    rows = json.loads((DATA / "zh" / "ruozhiba-title-good.json").read_text(encoding="utf-8"))
-    titles = [r["title"] for r in rows if r["title"]][:300]
+def test_convert_chinese_on_real_instructions():
+    rows = json.loads((LF / "alpaca_zh_demo.json").read_text(encoding="utf-8"))
+    titles = [r["instruction"] for r in rows if r["instruction"]][:300]
     t2s = make("convert_chinese", config="t2s")
     trad = make("convert_chinese", config="s2t")
     changed = sum(trad.clean(t) != t for t in titles)

@@ -10,15 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DOCS, LF
 from typer.testing import CliRunner
 
 import datamill
 from datamill import formats
 from datamill.cli import app
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LF = DATA / "llamafactory"
-DOCS = DATA / "docs"
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 WIDE = {"COLUMNS": "400", "NO_COLOR": "1"}  # so rich does not wrap long tmp paths

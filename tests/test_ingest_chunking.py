@@ -3,9 +3,8 @@ overlap, and the ``chunk_text`` op's 1→N accounting."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import DATA
 
 from datamill.ingest import read_documents
 from datamill.ingest.chunking import chunk, chunk_record, estimate_tokens, sentence_spans
@@ -13,7 +12,6 @@ from datamill.ops.base import Generated, OpContext
 from datamill.ops.chunk_text import ChunkText
 from datamill.record import Record
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ENDS = tuple('。！？.!?"”’)」`|') + ("```",)
 
 ZH = (

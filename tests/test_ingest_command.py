@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import typer
+from conftest import DOCS
 from typer.testing import CliRunner
 
 import datamill
 from datamill.ingest.command import ingest, ingest_command
 from datamill.record import Record
 
-DOCS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "docs"
 SMALL = ["fake-memo.pdf", "password.pdf", "category-level.docx", "empty.txt", "fake-email-attachment.eml"]
 
 

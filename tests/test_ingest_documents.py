@@ -1,4 +1,4 @@
-"""Every file in ../shared/data/docs read by ``datamill.ingest``: expected text present, boilerplate
+"""Every file in tests/data/docs read by ``datamill.ingest``: expected text present, boilerplate
 absent, provenance right, and each bad file reported with a message naming it."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import DOCS
 
 from datamill.dataset import Quarantined
 from datamill.ingest import read_documents, read_source
 from datamill.ingest.base import Source
 from datamill.record import Record
 
-DOCS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "docs"
 HAS_OCR = importlib.util.find_spec("rapidocr_onnxruntime") is not None
 
 # file → (doc_type, snippets that must be in the text, snippets that must not)
@@ -98,7 +98,7 @@ def results() -> dict[str, list[Record | Quarantined]]:
 
 def test_every_file_is_covered(results):
     on_disk = {p.name for p in DOCS.iterdir()}
-    assert on_disk == set(EXPECT) | set(BAD), "a new file in shared/data/docs needs an expectation here"
+    assert on_disk == set(EXPECT) | set(BAD), "a new file in tests/data/docs needs an expectation here"
     assert set(results) == on_disk  # every file came out as records or as an error
 
 

@@ -247,7 +247,10 @@ def test_cli_overrides_inputs_and_output(tmp_path):
 
 
 def test_quickstart_recipe_runs(tmp_path):
-    r = recipes.load(ROOT / "recipes" / "quickstart.yaml", output=str(tmp_path / "qs"))
+    # the recipe's own inputs, its optional ../../shared files taken from tests/data: the same with or without ../shared
+    samples = [ROOT / "examples" / n for n in ("alpaca_en_sample.json", "alpaca_zh_sample.json", "identity.json")]
+    inputs = [str(p) for p in (*samples, LF / "alpaca_en_demo.json", LF / "alpaca_zh_demo.json")]
+    r = recipes.load(ROOT / "recipes" / "quickstart.yaml", inputs=inputs, output=str(tmp_path / "qs"))
     result = Runner(r).run()
     assert result.stats["balanced"] and result.stats["kept"] > 1000
 

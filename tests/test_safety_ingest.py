@@ -16,6 +16,7 @@ import docx  # noqa: F401 - the readers' libraries are imported before memory is
 import openpyxl  # noqa: F401
 import pptx  # noqa: F401
 import pytest
+from conftest import DOCS
 from typer.testing import CliRunner
 
 from datamill.dataset import Quarantined
@@ -23,7 +24,6 @@ from datamill.ingest import epub, office, read_documents, read_source  # noqa: F
 from datamill.ingest.base import Source
 from datamill.ingest.command import ingest
 
-DOCS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "docs"
 DOCX = DOCS / "category-level.docx"
 
 CONTENT_TYPES = (

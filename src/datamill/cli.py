@@ -102,6 +102,15 @@ def convert_cmd(
     ] = None,
     dataset_info: Annotated[bool, typer.Option(help="Write/update dataset_info.json next to the output.")] = True,
     overwrite: OverwriteOpt = False,
+    media_paths: Annotated[
+        str,
+        typer.Option(
+            help="Write image/video/audio paths relative to the output's folder, absolute, or keep them as read."
+        ),
+    ] = "relative",
+    copy_media: Annotated[
+        bool, typer.Option(help="Also copy the media files into NAME_media/ beside the output (NAME: --name).")
+    ] = False,
 ) -> None:
     """Convert a dataset to another format; bad records go to a quarantine file, the rest are written."""
     try:
@@ -127,6 +136,8 @@ def convert_cmd(
                 dataset_info,
                 on_progress=lambda n: progress.update(task, completed=n),
                 overwrite=overwrite,
+                media_paths=media_paths,
+                copy_media=copy_media,
             )
     except (DatamillError, OSError) as e:
         _fail(str(e))
@@ -162,15 +173,19 @@ def validate_cmd(
     encoding: EncodingOpt = None,
     show: Annotated[int, typer.Option(help="How many problems to list.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per problem on stdout.")] = False,
+    media_dir: Annotated[
+        Path | None, typer.Option(help="Folder relative media paths start from (default: the input file's folder).")
+    ] = None,
 ) -> None:
-    """Check every record; list problems with file:line. Exit 1 if any record has an error."""
+    """Check every record; list problems with file:line. Exit 1 if any record has an error
+    (a missing media file is one)."""
     try:
         fmt, items = read_with_format(src, from_, encoding)
         counts = {"records": 0, "error": 0, "warning": 0}
         listed = 0
         for item in items:
             counts["records"] += 1
-            problems = _problems(item)
+            problems = _problems(item, media_dir)
             for where, severity, message in problems:
                 counts[severity] += 1
                 if as_json:
@@ -194,12 +209,13 @@ def validate_cmd(
         raise typer.Exit(1)
 
 
-def _problems(item) -> list[tuple[str, str, str]]:
+def _problems(item, media_dir: Path | None = None) -> list[tuple[str, str, str]]:
     if isinstance(item, Quarantined):
         return [(item.where, "error", item.error)]
     meta = item.meta
     where = f"{meta['source']}:{meta['line']}" if "line" in meta else f"{meta['source']}[#{meta['index']}]"
-    return [(where, p.severity, f"{p.message} [{p.code}]") for p in validate.check(item)]
+    problems = validate.check(item, media_files=True, media_dir=str(media_dir) if media_dir else None)
+    return [(where, p.severity, f"{p.message} [{p.code}]") for p in problems]
 
 
 @app.command("inspect")

@@ -70,8 +70,12 @@ def convert(
     register: bool = True,
     on_progress: Callable[[int], None] | None = None,
     overwrite: bool = False,
+    media_paths: str = "relative",
+    copy_media: bool = False,
 ) -> Summary:
-    """``overwrite`` lets the output and quarantine files replace files datamill did not write."""
+    """``overwrite`` lets the output and quarantine files replace files datamill did not write.
+    ``media_paths`` (relative | absolute | keep) and ``copy_media`` make image/video/audio paths open
+    from the output's folder (see ``DatasetWriter``)."""
     src, dst = Path(src), Path(dst)
     outputs.refuse_unsafe(dst)
     qpath = Path(quarantine) if quarantine else default_quarantine_path(dst)
@@ -83,7 +87,16 @@ def convert(
     summary = Summary(str(src), str(dst), target=to)
     fmt, items = read_with_format(src, from_, encoding, ids=keep_meta)
     summary.detected = fmt.name if fmt else None
-    writer = DatasetWriter(dst, to, keep_meta=keep_meta, register=register, name=name, overwrite=overwrite)
+    writer = DatasetWriter(
+        dst,
+        to,
+        keep_meta=keep_meta,
+        register=register,
+        name=name,
+        overwrite=overwrite,
+        media_paths=media_paths,
+        copy_media=copy_media,
+    )
     qwriter: JsonlWriter | None = None
 
     def put_aside(q: Quarantined) -> None:

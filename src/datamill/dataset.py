@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from datamill import dataset_info, formats
-from datamill.errors import FileError, RecordError
+from datamill.errors import CannotExpress, FileError, RecordError
 from datamill.formats import Format
 from datamill.io.readers import RawRow, iter_rows
-from datamill.io.writers import HfDatasetWriter, TxtWriter, open_writer
+from datamill.io.writers import CsvWriter, HfDatasetWriter, TxtWriter, open_writer
+from datamill.media import MediaPlacer
 from datamill.record import Record
 
 DETECT_WINDOW = 100  # rows looked at to tell a file's format
@@ -125,7 +126,11 @@ def _records(path: Path, fmt: Format, rows: Iterator[RawRow], ids: bool) -> Iter
 
 class DatasetWriter:
     """Write records in one format into one file; ``commit`` makes it appear atomically. It refuses to
-    replace a file or folder datamill did not write unless ``overwrite``."""
+    replace a file or folder datamill did not write unless ``overwrite``.
+
+    Media paths are rewritten so they open from the output's folder: ``media_paths`` ``relative``
+    (to that folder), ``absolute`` or ``keep`` (as read); ``copy_media`` also copies the files into
+    ``NAME_media/`` beside the output (see :mod:`datamill.media`)."""
 
     def __init__(
         self,
@@ -135,6 +140,8 @@ class DatasetWriter:
         register: bool = True,
         name: str | None = None,
         overwrite: bool = False,
+        media_paths: str = "relative",
+        copy_media: bool = False,
     ):
         self.path = Path(path)
         self.format = formats.get(fmt) if isinstance(fmt, str) else fmt
@@ -147,6 +154,19 @@ class DatasetWriter:
         if isinstance(self.rows, TxtWriter) and self.format.name != "pretrain":
             self.rows.abort()
             raise FileError(f"{self.path}: .txt holds pretraining text only; use .jsonl/.json for {self.format.name}")
+        self.csv = isinstance(self.rows, CsvWriter) and self.format.name != "datamill"  # datamill reads its JSON cells
+        if self.csv and self.format.nested:
+            self.rows.abort()
+            raise FileError(
+                f"{self.path}: {self.format.name} keeps '{self.format.nested}' as a list in every row, which a .csv "
+                "cell cannot carry (LLaMA-Factory would not load it); write .jsonl, .json or .parquet"
+            )
+        try:
+            keep = media_paths == "keep" and not copy_media
+            self.media = None if keep else MediaPlacer(self.path, media_paths, copy_media, self.name, overwrite)
+        except BaseException:
+            self.rows.abort()
+            raise
         self.columns: set[str] = set()
         self.roles: set[str] = set()
         self.ranking = False
@@ -159,6 +179,11 @@ class DatasetWriter:
     def write(self, rec: Record) -> None:
         """Raises ``CannotExpress`` when the format cannot hold the record; nothing is written then."""
         row = self.format.from_record(rec)
+        if self.csv:
+            _flat_for_csv(row)
+        if self.media is not None and (rec.images or rec.videos or rec.audios):
+            rec = self.media.place(rec)  # after the checks, so a record that is refused copies nothing
+            row = self.format.from_record(rec)
         if self.keep_meta and self.format.name != "datamill":
             row["id"] = rec.id or rec.compute_id()
             row["meta"] = rec.meta
@@ -170,6 +195,8 @@ class DatasetWriter:
 
     def commit(self) -> None:
         self.rows.commit()
+        if self.media is not None:
+            self.media.commit()
         if self.register and not isinstance(self.rows, HfDatasetWriter):
             entry = self.format.dataset_info(self.columns, self.ranking, self.roles)
             if entry is not None:
@@ -177,6 +204,8 @@ class DatasetWriter:
 
     def abort(self) -> None:
         self.rows.abort()
+        if self.media is not None:
+            self.media.abort()
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -186,6 +215,18 @@ class DatasetWriter:
             self.commit()
         else:
             self.abort()
+
+
+def _flat_for_csv(row: dict[str, Any]) -> None:
+    """LLaMA-Factory reads a CSV cell as a plain string: a list (history, images) or an object there
+    would load as one bogus value, so such a record cannot be written as CSV."""
+    nested = [f"'{key}'" for key, value in row.items() if isinstance(value, list | dict)]
+    if nested:
+        what = f"columns {', '.join(nested)} hold" if len(nested) > 1 else f"column {nested[0]} holds"
+        raise CannotExpress(
+            f"{what} a list or object, which a .csv cell cannot carry for LLaMA-Factory; "
+            "write .jsonl, .json or .parquet"
+        )
 
 
 def write(records, path: str | Path, fmt: str | Format, **kwargs: Any) -> int:

@@ -44,8 +44,9 @@ def resolve(path: str, folder: str | None) -> str | None:
 class MediaPlacer:
     """Rewrites (and optionally copies) the media of records written to ``out``."""
 
-    def __init__(self, out: Path, mode: str = "relative", copy: bool = False, name: str | None = None,
-                 overwrite: bool = False):
+    def __init__(
+        self, out: Path, mode: str = "relative", copy: bool = False, name: str | None = None, overwrite: bool = False
+    ):
         if mode not in MODES:
             raise DatamillError(f"media paths must be one of {', '.join(MODES)}, not '{mode}'")
         if copy and mode == "keep":
@@ -55,21 +56,23 @@ class MediaPlacer:
         self.folders: dict[object, str | None] = {}  # meta source → its folder
         self.folder: Path | None = None
         self.copied: dict[str, str] = {}  # absolute source file → name under the copy folder
+        self.names: set[str] = set()
+        self.overwrite = overwrite
         if copy:
             self.folder = out.parent / f"{name or out.stem}_media"
             outputs.check_replace(self.folder, overwrite)
-            self.overwrite = overwrite
             self.tmp = self.folder.with_name(f".{self.folder.name}.tmp-{os.getpid()}")
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def place(self, rec: Record) -> Record:
-        """``rec`` with its media paths rewritten (a copy; the caller's record is left alone)."""
+        """``rec`` with its media paths rewritten (a copy; the caller's record is left alone). It keeps
+        the id of the content as read, so the same record has the same id wherever it is written."""
         source = rec.meta.get("source")
         if source not in self.folders:
             self.folders[source] = source_folder(source)
         folder = self.folders[source]
         changes = {key: [self._path(p, folder) for p in getattr(rec, key)] for key in MEDIA if getattr(rec, key)}
-        return dataclasses.replace(rec, **changes)
+        return dataclasses.replace(rec, id=rec.id or rec.compute_id(), **changes)
 
     def _path(self, path: str, folder: str | None) -> str:
         target = resolve(path, folder)
@@ -87,13 +90,14 @@ class MediaPlacer:
         if not os.path.isfile(src):
             raise CannotExpress(f"media file '{path}' does not exist ({src}), so it cannot be copied")
         rel = os.path.relpath(src, folder) if folder is not None else ""
-        if not rel or rel.startswith("..") or rel in self.copied.values():
+        if not rel or rel.startswith("..") or rel in self.names:
             digest = hashlib.blake2b(os.path.dirname(src).encode(), digest_size=4).hexdigest()
             rel = os.path.join("external", digest, os.path.basename(src))
         dest = self.tmp / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest)
         self.copied[src] = rel
+        self.names.add(rel)
         return rel
 
     def commit(self) -> None:

@@ -2,13 +2,16 @@
 
 Errors (structure LLaMA-Factory/TRL would reject: role order, media/placeholder mismatch, missing
 pair side) send a record to quarantine during conversion; warnings (empty answers, blank
-prompts) are reported and counted but the record is kept.
+prompts) are reported and counted but the record is kept. ``datamill validate`` also checks that
+every media file exists (``media_files``), as a trainer's loader would fail on it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+from datamill.media import resolve, source_folder
 from datamill.record import MEDIA, PLACEHOLDERS, Record
 
 ODD = ("user", "tool")  # roles allowed at turns 1, 3, 5 … (LLaMA-Factory's rule)
@@ -22,12 +25,16 @@ class Problem:
     message: str
 
 
-def check(rec: Record) -> list[Problem]:
+def check(rec: Record, media_files: bool = False, media_dir: str | None = None) -> list[Problem]:
+    """``media_files``: also check that each local media path names an existing file, relative to
+    ``media_dir`` (default: the folder of the record's input file)."""
     if rec.text is not None:
         return [] if rec.text.strip() else [Problem("warning", "empty_text", "the document text is empty")]
     problems: list[Problem] = []
     problems += _role_order(rec)
     problems += _media(rec)
+    if media_files and rec.media():
+        problems += _media_files(rec, media_dir)
     problems += _empties(rec)
     return problems
 
@@ -76,6 +83,17 @@ def _media(rec: Record) -> list[Problem]:
         n_files = len(getattr(rec, key) or [])
         if n_tags != n_files:
             out.append(Problem("error", "media_mismatch", f"{n_tags} {tag} placeholder(s) but {n_files} {key} path(s)"))
+    return out
+
+
+def _media_files(rec: Record, media_dir: str | None) -> list[Problem]:
+    folder = os.path.abspath(media_dir) if media_dir is not None else source_folder(rec.meta.get("source"))
+    out = []
+    for key, paths in rec.media().items():
+        for path in paths:
+            target = resolve(path, folder)
+            if target is not None and not os.path.isfile(target):
+                out.append(Problem("error", "media_missing", f"{key} file '{path}' not found (looked for {target})"))
     return out
 
 

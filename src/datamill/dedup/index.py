@@ -26,13 +26,16 @@ from datamill.errors import DatamillError
 EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of a record with no shingles
 
 
+LATER_PARAMS = {"normalize": False}  # settings added after indexes were first written, at their old behaviour
+
+
 class MinHashIndex:
     def __init__(self, path: str | Path, params: dict[str, Any]):
         self.path = Path(path)
         self.params = params
         spec = self.path / "params.json"
         if spec.exists():
-            stored = orjson.loads(spec.read_bytes())
+            stored = {**LATER_PARAMS, **orjson.loads(spec.read_bytes())}  # an index from before a setting existed
             wrong = {k: (stored.get(k), v) for k, v in params.items() if stored.get(k) != v}
             if wrong:
                 detail = ", ".join(f"{k}: index has {a!r}, step has {b!r}" for k, (a, b) in sorted(wrong.items()))

@@ -82,6 +82,12 @@ def normalize_token(token: str) -> str:
     return NONWORD.sub("", t)
 
 
+def normalize_text(text: str) -> str:
+    """NFKC (full width → half), lowercase, punctuation and symbols → space (kept inside numbers, so
+    1,000.5 survives), whitespace collapsed: "world,this" and "world, this" give the same words."""
+    return " ".join(PUNCT_SPLIT.sub(" ", unicodedata.normalize("NFKC", text).lower()).split())
+
+
 def _token_hash(token: str) -> int | None:
     t = normalize_token(token)
     return xxh3_64_intdigest(t.encode()) if t else None
@@ -96,12 +102,17 @@ class Shingles:
     n_tokens: np.ndarray  # int64 per record: number of tokens (fewer than n: one shorter shingle)
 
 
-def tokens(texts: Sequence[str], cjk_ratio: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tokens(
+    texts: Sequence[str], cjk_ratio: float = 0.3, normalize: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(token hashes uint64, tokens per text, char_mode per text). Words are split on whitespace
     by Arrow; each distinct raw token is normalized (NFKC, lowercase, punctuation removed) and
     hashed once with xxh3; tokens that are only punctuation are dropped. In character mode every
-    character is a token."""
+    character is a token. ``normalize`` first rewrites each whole text with ``normalize_text``, so
+    punctuation glued between words splits them instead of joining them."""
     n_docs = len(texts)
+    if normalize:
+        texts = [normalize_text(t) for t in texts]
     arr = pa.array(texts, pa.large_string())
     char_mode = char_mode_mask(arr, cjk_ratio)
     if char_mode.any():
@@ -125,14 +136,17 @@ def tokens(texts: Sequence[str], cjk_ratio: float = 0.3) -> tuple[np.ndarray, np
     return uh[idx][keep], np.bincount(doc, minlength=n_docs), char_mode
 
 
-def shingle(texts: Sequence[str], ngram: int = 5, char_ngram: int = 5, cjk_ratio: float = 0.3) -> Shingles:
+def shingle(
+    texts: Sequence[str], ngram: int = 5, char_ngram: int = 5, cjk_ratio: float = 0.3, normalize: bool = False
+) -> Shingles:
     """Hash the shingles of a batch of texts: ``ngram`` consecutive words, or ``char_ngram``
-    consecutive characters for CJK texts (a text with fewer tokens is one shingle)."""
+    consecutive characters for CJK texts (a text with fewer tokens is one shingle); ``normalize``:
+    see ``tokens``."""
     n_docs = len(texts)
     if n_docs == 0:
         z = np.zeros(0, np.int64)
         return Shingles(np.zeros(0, U64), z, np.zeros(0, bool), z, z)
-    tok_hash, n_tok, char_mode = tokens(texts, cjk_ratio)
+    tok_hash, n_tok, char_mode = tokens(texts, cjk_ratio, normalize)
     first_tok = np.concatenate([[0], np.cumsum(n_tok)[:-1]])
     n_eff = np.minimum(np.where(char_mode, char_ngram, ngram), n_tok)
     count = np.where(n_tok > 0, n_tok - n_eff + 1, 0)

@@ -22,3 +22,4 @@ class Format:
     # or None when LLaMA-Factory cannot load the format
     dataset_info: Callable[[set[str], bool, set[str]], dict[str, Any] | None]
     cannot_hold: str = ""  # documented losses when converting into this format
+    nested: str = ""  # a column every row holds as a list/object: a CSV cell cannot carry it for a trainer

@@ -54,4 +54,5 @@ FORMAT = Format(
     from_record=from_record,
     dataset_info=dataset_info,
     cannot_hold="pretraining text, preference pairs, KTO labels",
+    nested="conversation",
 )

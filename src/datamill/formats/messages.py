@@ -165,4 +165,5 @@ FORMAT = Format(
     from_record=from_record,
     dataset_info=dataset_info,
     cannot_hold="pretraining text (tool-call turns are written OpenAI-style, which LLaMA-Factory cannot read)",
+    nested="messages",
 )

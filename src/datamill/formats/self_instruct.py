@@ -93,4 +93,5 @@ FORMAT = Format(
     from_record=from_record,
     dataset_info=dataset_info,
     cannot_hold="multi-turn dialogues, system prompts, preference pairs, pretraining text",
+    nested="instances",
 )

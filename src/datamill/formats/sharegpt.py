@@ -86,4 +86,5 @@ FORMAT = Format(
     from_record=from_record,
     dataset_info=dataset_info,
     cannot_hold="pretraining text",
+    nested="conversations",
 )

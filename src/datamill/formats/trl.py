@@ -91,4 +91,5 @@ FORMAT = Format(
     from_record=from_record,
     dataset_info=dataset_info,
     cannot_hold="pretraining text; not loadable by LLaMA-Factory (no dataset_info entry)",
+    nested="prompt",
 )

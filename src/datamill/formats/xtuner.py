@@ -67,4 +67,5 @@ FORMAT = Format(
     from_record=from_record,
     dataset_info=dataset_info,
     cannot_hold="function/tool turns, tools, media, preference pairs, KTO labels, pretraining text",
+    nested="conversation",
 )

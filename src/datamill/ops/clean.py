@@ -57,13 +57,35 @@ _AD_BLOCK = re.compile(
     r"sponsor|promo|cookie|share|social|related|nav|menu|footer|sidebar)\b[^\"']*[\"'][^>]*>.*?</\1\s*>",
     re.I | re.S,
 )
+# whole lines of page furniture (C4-style phrases, en and zh) left once the tags are gone
+BOILERPLATE_LINE = re.compile(
+    r"subscribe to (?:our|the) (?:newsletter|channel|blog)|sign up (?:for|to) (?:our|the) newsletter"
+    r"|click here to (?:subscribe|sign up|share|download|learn more|read more)|\b(?:this|our) (?:web)?site uses cookies"
+    r"|accept (?:all )?cookies|cookie (?:policy|settings|preferences)|by (?:using|continuing to use) this (?:web)?site"
+    r"|all rights reserved|^\W*(?:copyright\W*)?©|^\W*copyright \d{4}"
+    r"|share (?:this|on) (?:article|post|page|story|facebook|twitter|linkedin)"
+    r"|follow us on|read (?:our|the) privacy policy|^\W*(?:share|tweet|pin it|print|email)\W*$"
+    r"|点击(?:这里)?订阅|订阅我们|分享到(?:微信|微博|朋友圈|QQ|qq)|版权所有|转载请注明|扫码关注|扫描二维码|关注(?:我们的)?公众号"
+    r"|本网站使用\s*cookie|点击(?:这里|此处)(?:查看|阅读|下载|分享)",
+    re.I,
+)
+
+
+def _drop_boilerplate(chunk: str) -> str:
+    """Remove short lines that are page furniture (newsletter, cookie, share, copyright prompts)."""
+    lines = chunk.split("\n")
+    kept = [ln for ln in lines if len(ln.strip()) > 120 or not BOILERPLATE_LINE.search(ln.strip())]
+    return "\n".join(kept) if len(kept) < len(lines) else chunk
+
+
 _BLOCK_END = re.compile(r"<\s*(?:br|/p|/div|/li|/tr|/h[1-6]|hr)\b[^>]*>", re.I)
 _ANY_TAG = re.compile(r"<!--.*?-->|<[^<>]+>", re.S)
 
 
 def html_fragment_to_text(s: str) -> str:
     """Remove HTML markup from text that is mostly not HTML (an SFT answer): scripts, styles,
-    navigation and ad blocks go with their content, other tags are dropped, entities decoded.
+    navigation and ad blocks go with their content, other tags are dropped, entities decoded, and
+    boilerplate lines (newsletter, cookie, share, copyright prompts) removed.
     Code (fenced or inline) is left untouched, so answers about HTML keep their examples."""
     import html
 
@@ -77,7 +99,7 @@ def html_fragment_to_text(s: str) -> str:
         chunk = _AD_BLOCK.sub("", chunk)
         chunk = _BLOCK_END.sub("\n", chunk)
         chunk = _ANY_TAG.sub("", chunk)
-        chunk = html.unescape(chunk)
+        chunk = _drop_boilerplate(html.unescape(chunk))
         chunk = re.sub(r"[ \t]+\n", "\n", chunk)
         return re.sub(r"\n{3,}", "\n\n", chunk)
 

@@ -17,6 +17,7 @@ when a run finishes).
 
 Options: part (all | prompt | answer | text), threshold (target Jaccard, 0.8), num_perm (128),
 ngram (words per shingle, 5), char_ngram (characters per shingle for CJK text, 5), cjk_ratio,
+normalize (NFKC, lowercase, punctuation → space before shingling; off),
 bands/rows (default: chosen from the threshold by minimizing the weighted false-positive and
 false-negative areas of the LSH S-curve; fp_weight), verify, keep (first | longest | score, with
 score_key naming a meta field), batch_size, partitions, hash_seed, clusters; index (a persistent
@@ -61,6 +62,9 @@ class MinHashDedup(Global):
         ngram: int = Field(5, ge=1, le=64)  # words per shingle
         char_ngram: int = Field(5, ge=1, le=64)  # characters per shingle for CJK text
         cjk_ratio: float = Field(0.3, ge=0, le=1)  # share of CJK letters that switches to characters
+        # rewrite the text before shingling (NFKC width, lowercase, punctuation → space, whitespace
+        # collapsed); off by default so signatures and existing indexes stay as they were
+        normalize: bool = False
         bands: int | None = Field(None, ge=1)  # default: chosen from threshold (see docs/dedup.md)
         rows: int | None = Field(None, ge=1)
         # weight of false positives vs negatives when choosing bands × rows; default 0.2 with verify
@@ -101,7 +105,7 @@ class MinHashDedup(Global):
     # ---- pass 1 --------------------------------------------------------------------------------
     def _signature_batch(self, texts: list[str], first: int, parts, sig_file) -> None:
         c = self.config
-        sh = mh.shingle(texts, c.ngram, c.char_ngram, c.cjk_ratio)
+        sh = mh.shingle(texts, c.ngram, c.char_ngram, c.cjk_ratio, c.normalize)
         sig = mh.signatures(sh, self.a, self.b)
         if c.verify or c.index:
             sig_file.write(sig.tobytes())
@@ -226,6 +230,7 @@ class MinHashDedup(Global):
             "ngram": c.ngram,
             "char_ngram": c.char_ngram,
             "cjk_ratio": c.cjk_ratio,
+            "normalize": c.normalize,
             "hash_seed": c.hash_seed,
             "part": c.part,
         }

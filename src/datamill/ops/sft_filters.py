@@ -193,6 +193,19 @@ def _unbalanced(text: str) -> bool:
     return any(counts[o] - counts[c] >= 1 and counts[o] >= 1 for o, c in PAIRS.items())
 
 
+# a Chinese sentence does not end on these (的 of a noun phrase, a conjunction, a preposition) …
+_ZH_OPEN_END = re.compile(f"[{CJK}](?:的|或|把|被|从|并且|而且|但是|因为|所以|如果|虽然|以及|和)$")
+# … unless they end a word that can end one (是的, 目的, 好的, 总和 …)
+_ZH_WORD_END = re.compile("(?:是|目|好|似|真|有|别|对|之|总|温|平|缓|柔|谐|讲|共|暖)[的和]$")
+_INLINE_CODE = re.compile(r"`[^`]*`")
+
+
+def _open_quote(line: str) -> bool:
+    """The last line opens a quotation it does not close (curly quotes, or an odd number of ")."""
+    line = _INLINE_CODE.sub(" ", line)
+    return line.count("“") > line.count("”") or line.count('"') % 2 == 1
+
+
 @register
 class TruncatedAnswerFilter(AnswerFilter):
     """Drop answers that stop early (unclosed code fence or bracket, cut mid-sentence).
@@ -210,6 +223,8 @@ class TruncatedAnswerFilter(AnswerFilter):
         text = answer.rstrip()
         if len(text) < self.config.min_chars:
             return None
+        if text.endswith("\ufffd"):
+            return "truncated: ends in a half character"  # a multi-byte character cut at the end
         if "\ufffd" in text:
             return None  # broken encoding, not a cut: left to mojibake_filter
         if text.count("```") % 2 == 1:
@@ -222,6 +237,10 @@ class TruncatedAnswerFilter(AnswerFilter):
         last_line = text.splitlines()[-1].strip()
         end = last_line[-1]
         if end in "，、,":
+            return "truncated: ends mid-sentence"
+        if _open_quote(CODE_FENCE.sub(" ", last_line)):
+            return "truncated: unclosed quotation"
+        if _ZH_OPEN_END.search(last_line) and not _ZH_WORD_END.search(last_line):
             return "truncated: ends mid-sentence"
         if end in TERMINAL:
             return None
@@ -450,13 +469,24 @@ def _has_loop(text: str, max_period: int = 20) -> bool:
     return False
 
 
+def _all_one_unit(text: str, max_period: int = 3, min_reps: int = 4) -> bool:
+    """The whole answer is one unit of 1–3 tokens repeated 4+ times ("1. 1. 1. 1.", "- - - -",
+    "哈哈哈哈哈哈"): too short and too poor in letters for ``_has_loop``, and never an answer."""
+    toks = _TOKEN.findall(text)
+    for p in range(1, max_period + 1):
+        if len(toks) >= min_reps * p and len(toks) % p == 0 and toks == toks[:p] * (len(toks) // p):
+            return True
+    return False
+
+
 _SENT_SPLIT = re.compile(r"(?<=[.!?。！？\n])\s*")
 
 
 def repetition_reason(text: str, max_dup_ngram: float = 0.3, max_dup_sentence: float = 0.3) -> str | None:
     """Gopher-style duplicate fractions on one answer: characters inside repeated 10-word n-grams
-    (a CJK character is a word) and inside repeated sentences; plus one unit repeated 4+ times in a row."""
-    if _has_loop(text):
+    (a CJK character is a word) and inside repeated sentences; plus one unit repeated 4+ times in a row,
+    or an answer that is nothing but one short unit repeated."""
+    if _has_loop(text) or _all_one_unit(text):
         return "repetitive answer"
     prose = CODE_FENCE.sub(" ", text)
     sents = [s.strip() for s in _SENT_SPLIT.split(prose) if len(s.strip()) >= 8]

@@ -65,6 +65,7 @@ class OutputModel(_Strict):
     name: str | None = None
     split_key: str = "split"  # records with this meta field (the split op's) go to data-<split>-NNNNN files
     report: bool = False  # also write report.html and README.md (dataset card) at the end of the run
+    media_paths: Literal["relative", "absolute", "keep"] = "relative"  # image/video/audio paths, as they open
 
 
 class RecipeModel(_Strict):
@@ -282,6 +283,13 @@ def parse(
         problems.append(
             f"line {_line(lines, ('output', 'format'))}: output.format '{model.output.format}' is not one of "
             f"{', '.join(formats.FORMATS)}"
+        )
+    elif model.output.container == "csv" and formats.get(model.output.format).nested:
+        nested = formats.get(model.output.format).nested
+        problems.append(
+            f"line {_line(lines, ('output', 'container'))}: output.format {model.output.format} keeps '{nested}' "
+            "as a list in every row, which a .csv cell cannot carry for a trainer; use container jsonl, json "
+            "or parquet"
         )
     if not files:
         why = "".join(f"; {u['file']}: {u['error']}" for u in unreadable)

@@ -479,7 +479,9 @@ class Runner:
         if self.recipe.output.report:
             from datamill.report import write_report
 
-            names += [p.name for p in write_report(self.outdir, overwrite=self.overwrite)]
+            chunks = [self.stage_dir(last) / f"{chunk_name(i)}.jsonl" for i in range(self._chunk_count(last))]
+            written = write_report(self.outdir, overwrite=self.overwrite, records=chunks, progress=self.progress)
+            names += [p.name for p in written]  # records: the last stage's chunks, with meta (source, tokens)
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
 
@@ -508,7 +510,7 @@ class Runner:
                 w.commit()
             prefix = f"data-{_safe_name(split)}-" if split else "data-"
             path = self.outdir / f"{prefix}{made[split]:05d}.{out.container}"
-            w = DatasetWriter(path, out.format, register=False, overwrite=self.overwrite)
+            w = DatasetWriter(path, out.format, register=False, overwrite=self.overwrite, media_paths=out.media_paths)
             shards.append(Shard(split, made[split], w))
             made[split] += 1
             open_by_split[split] = w

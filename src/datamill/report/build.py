@@ -2,12 +2,26 @@
 Hugging Face-style dataset card), both regenerated from what a run left behind: stats.json (the
 funnel, counters, split sizes, mix ratios), dropped.jsonl (examples per drop reason),
 recipe.lock.yaml (sources and processing steps) and the data files (token lengths, languages,
-sources, turns, scores). Numbers shown for steps come from stats.json verbatim."""
+sources, turns, scores). Numbers shown for steps come from stats.json verbatim.
+
+Cost at scale: one streaming pass over the kept records counts records, kinds, languages, sources,
+turns and scores exactly. Token lengths are exact too when every record carries the ``meta.tokens``
+that ``count_tokens`` (or ``cutoff_len``) stored; otherwise the tokenizer only sees a seeded uniform
+sample of ``sample`` records (bottom-k of a key fixed by seed, file and position, so the same
+whatever the split over processes), and the report says so with the sample's precision. The
+instruction-type figure (jieba part-of-speech tagging) uses the first ``INSTRUCTION_SAMPLE`` of that
+sample. The pass and the tokenizing run in worker processes, one group of files each. A run passes
+its last stage's chunk files (``records``): they carry meta (``source``, ``tokens``, ``lang``,
+scores) even when the output format does not; a later ``datamill report`` reads the data files,
+where a source the format did not keep shows as "(not recorded)", never as the output file."""
 
 from __future__ import annotations
 
 import json
+import math
+import random
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -23,6 +37,9 @@ from datamill.record import Record
 from datamill.report.svg import PALETTE, hbars, histogram
 
 EXAMPLES_PER_REASON = 3
+SAMPLE_SIZE = 10_000  # records whose token lengths are measured when meta.tokens is missing
+PROGRESS_EVERY = 2_000
+Progress = Callable[[str, int, "int | None"], None]
 
 
 @dataclass
@@ -46,6 +63,22 @@ class ReportData:
     instructions: list[tuple[str, str]] = field(default_factory=list)  # (lang, first user turn)
     dataset_name: str = ""
     data_files: list[str] = field(default_factory=list)
+    length_sample: int = 0  # records the lengths come from when sampled; 0 = every record (exact)
+    instruction_sample: int = 0  # same for the instruction types; 0 = every record
+
+    def sample_note(self, n: int) -> str:
+        """'from a … sample of N of M records' and the 95% margin of any share read off it."""
+        margin = _margin(n, self.records) * 100
+        return (
+            f"from a seeded uniform sample of {n:,} of {self.records:,} records (any share ±{margin:.1f} points, 95%)"
+        )
+
+
+def _margin(n: int, population: int) -> float:
+    """Worst-case (p = ½) 95% half-width of a share estimated from n of population, without replacement."""
+    if n <= 0 or n >= population:
+        return 0.0
+    return 1.96 * 0.5 / math.sqrt(n) * math.sqrt((population - n) / max(population - 1, 1))
 
 
 def _preview(record: dict[str, Any], limit: int = 240) -> str:
@@ -70,9 +103,20 @@ def _lengths_counter(tokenizer: str):
         return count_words, "words"
 
 
-def collect(outdir: str | Path, tokenizer: str = "embedded") -> ReportData:
-    import datamill
-    from datamill.clean.text import script_lang
+def collect(
+    outdir: str | Path,
+    tokenizer: str = "embedded",
+    *,
+    records: Iterable[str | Path] | None = None,
+    sample: int = SAMPLE_SIZE,
+    seed: int = 0,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> ReportData:
+    """Everything the report shows. ``records``: the run's last-stage chunk files (full records with
+    meta) to read instead of the output's data files; ``sample``: how many records' token lengths
+    (and instructions) to measure when they carry no ``meta.tokens``; ``progress(label, done, total)``;
+    ``workers``: processes for the pass over the records (default: the CPUs; 1 = this process only)."""
     from datamill.ops.mix import effective_ratio
 
     out = Path(outdir)
@@ -83,6 +127,7 @@ def collect(outdir: str | Path, tokenizer: str = "embedded") -> ReportData:
     lock_path = out / "recipe.lock.yaml"
     lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.exists() else {}
     data = ReportData(out, stats, lock or {})
+    output_drops: Counter[str] = Counter()  # record ids the output format could not hold
     dropped = out / "dropped.jsonl"
     if dropped.exists():
         with open(dropped, "rb") as f:
@@ -93,6 +138,8 @@ def collect(outdir: str | Path, tokenizer: str = "embedded") -> ReportData:
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     raise DatamillError(f"{dropped}:{n}: not a datamill drop entry") from None
                 data.drops[key] = data.drops.get(key, 0) + 1
+                if key[1] == "output":
+                    output_drops[str(d.get("id") or "")] += 1
                 ex = data.examples.setdefault(key, [])
                 if len(ex) < EXAMPLES_PER_REASON:
                     ex.append(_preview(d.get("record") or {}))
@@ -100,17 +147,15 @@ def collect(outdir: str | Path, tokenizer: str = "embedded") -> ReportData:
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     data.dataset_name = next(iter(info), stats.get("recipe", "dataset"))
     data.data_files = sorted(p.name for p in out.glob("data-*") if p.is_file())
-    length, data.length_unit = _lengths_counter(tokenizer)
-    for name in data.data_files:
-        originals = _original_sources(out / name)
-        for rec in datamill.read(out / name):
-            source = next(originals, None)
-            if not isinstance(rec, Record):
-                continue
-            if source:
-                rec.meta["source"] = source  # the reader sets meta.source to the output file itself
-            data.records += 1
-            _measure(data, rec, length, script_lang)
+    report = progress or (lambda label, done, total: None)
+    total = stats.get("kept") if isinstance(stats.get("kept"), int) else None
+    if records is not None:
+        files = [("chunk", str(p)) for p in records]
+    else:
+        files = [("output", str(out / name)) for name in data.data_files]
+    sampled = _count_all(data, files, output_drops, max(int(sample), 1), seed, workers, total, report)
+    if sampled is not None:
+        _measure_sample(data, sampled, tokenizer, report, workers)
     for step in stats.get("steps", []):
         counters = step.get("counters") or {}
         if step.get("op") == "split":
@@ -118,6 +163,79 @@ def collect(outdir: str | Path, tokenizer: str = "embedded") -> ReportData:
         if step.get("op") == "mix":
             data.mixes.append((step["step"], effective_ratio(counters)))
     return data
+
+
+INSTRUCTION_SAMPLE = 2_000  # first user turns parsed for instruction types (jieba tagging is slow)
+
+
+@dataclass
+class _Sampled:
+    dialogue: bool  # not a pretraining document: it has a prompt
+    tokens: tuple[int, int] | None  # (prompt, response) from meta.tokens
+    prompt: str
+    answer: str
+    instruction: tuple[str, str] | None  # (lang, first user turn)
+
+
+@dataclass
+class _Partial:
+    """What one pass over some of the files counted; partials merge in file order."""
+
+    records: int = 0
+    kinds: Counter = field(default_factory=Counter)
+    turns: Counter = field(default_factory=Counter)
+    langs: Counter = field(default_factory=Counter)
+    sources: Counter = field(default_factory=Counter)
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    untokenized: int = 0  # records without a usable meta.tokens
+    prompt_len: list[int] = field(default_factory=list)  # from meta.tokens, while untokenized == 0
+    response_len: list[int] = field(default_factory=list)
+    candidates: list[tuple[float, int, _Sampled]] = field(default_factory=list)  # bottom-k by key
+
+
+def _lang(text: str) -> str | None:
+    """``script_lang(text, strict=False)`` of datamill.clean.text, the same answer, counted faster."""
+    from datamill.clean.text import CJK_CHAR, LATIN_WORD, strip_code
+
+    prose = strip_code(text)
+    cjk = len(CJK_CHAR.findall(prose))
+    latin_chars = len("".join(LATIN_WORD.findall(prose)))
+    if cjk + latin_chars < 8:
+        return None
+    if cjk >= 0.3 * (cjk + latin_chars):
+        return "zh"
+    if cjk == 0 or cjk < 0.05 * (cjk + latin_chars):
+        return "en"
+    return None
+
+
+def _file_records(kind: str, path: str, skip: Counter[str]) -> Iterator[Record]:
+    """A run's chunk file (full records, less those the output dropped, by id), or an output data
+    file with meta.source as the run wrote it when the file kept meta (the reader would set it to
+    the output file itself; then the source is not recorded)."""
+    if kind == "chunk":
+        from datamill.pipeline.chunks import read_chunk
+
+        if not Path(path).exists():
+            return
+        for rec in read_chunk(Path(path)):
+            if skip and skip.get(rec.id, 0) > 0:
+                skip[rec.id] -= 1
+                continue
+            yield rec
+        return
+    import datamill
+
+    originals = _original_sources(Path(path))
+    for rec in datamill.read(path):
+        source = next(originals, None)
+        if not isinstance(rec, Record):
+            continue
+        if source:
+            rec.meta["source"] = source
+        else:
+            rec.meta.pop("source", None)
+        yield rec
 
 
 def _original_sources(path: Path):
@@ -138,30 +256,203 @@ def _original_sources(path: Path):
         yield None
 
 
-def _measure(data: ReportData, rec: Record, length, script_lang) -> None:
-    meta = rec.meta
-    data.kinds[rec.kind] += 1
-    tokens = meta.get("tokens")
-    if isinstance(tokens, dict) and data.length_unit == "tokens" and isinstance(tokens.get("total"), int):
-        prompt, response = tokens.get("prompt", 0), tokens.get("response", 0)
-    elif rec.text is not None:
-        prompt, response = 0, length(rec.text)
+_DONE = None  # records counted so far, shared with the worker processes (a multiprocessing.Value)
+
+
+def _init_worker(done) -> None:
+    global _DONE
+    _DONE = done
+
+
+def _tick_shared(n: int) -> None:
+    if _DONE is not None:
+        with _DONE.get_lock():
+            _DONE.value += n
+
+
+def _count_files(
+    files: list[tuple[int, str, str]], skip: Counter[str], k: int, seed: int, tick: Callable[[int], None] | None = None
+) -> _Partial:
+    """Exact counters over the records of ``files`` ((index, kind, path)), and the k records with
+    the smallest keys, a key being a seeded random number fixed by (seed, file index, position):
+    the union of partials' bottom-k gives the same uniform sample however the files are split."""
+    import heapq
+
+    part = _Partial()
+    tick = tick or _tick_shared
+    heap: list[tuple[float, int, int, _Sampled]] = []  # max-heap by key (negated)
+    pending = 0
+    for index, kind, path in files:
+        rng = random.Random(f"{seed}:{index}")
+        for position, rec in enumerate(_file_records(kind, path, skip)):
+            part.records += 1
+            pending += 1
+            if pending == PROGRESS_EVERY:
+                tick(pending)
+                pending = 0
+            meta = rec.meta
+            part.kinds[rec.kind] += 1
+            dialogue = rec.text is None
+            if dialogue:
+                part.turns[sum(m.role == "user" for m in rec.messages)] += 1
+            lang = meta.get("lang") or _lang(rec.part("all")[:2000]) or "other"
+            part.langs[str(lang)] += 1
+            source = meta.get("source")
+            part.sources[Path(str(source)).name if source else "(not recorded)"] += 1
+            for key, value in meta.items():
+                if "score" in key and isinstance(value, int | float) and not isinstance(value, bool):
+                    part.scores.setdefault(key, []).append(float(value))
+            tokens = meta.get("tokens")
+            counted = None
+            if isinstance(tokens, dict) and isinstance(tokens.get("total"), int):
+                prompt, response = tokens.get("prompt", 0), tokens.get("response", 0)
+                if isinstance(prompt, int) and isinstance(response, int):
+                    counted = (prompt, response)
+            if counted is None:
+                part.untokenized += 1
+            elif not part.untokenized:  # exact lists only matter while no record lacks meta.tokens
+                if dialogue:
+                    part.prompt_len.append(counted[0])
+                part.response_len.append(counted[1])
+            key = rng.random()
+            if len(heap) >= k and -heap[0][0] <= key:
+                continue
+            first_user = next((m.content for m in rec.messages if m.role == "user"), None)
+            instruction = (str(lang), first_user[:300]) if first_user else None
+            if dialogue:
+                item = _Sampled(True, counted, rec.part("prompt"), rec.part("answer"), instruction)
+            else:
+                item = _Sampled(False, counted, "", rec.text or "", instruction)
+            entry = (-key, index, position, item)
+            if len(heap) < k:
+                heapq.heappush(heap, entry)
+            else:
+                heapq.heapreplace(heap, entry)
+    if pending:
+        tick(pending)
+    part.candidates = [(-neg, index * (1 << 32) + position, item) for neg, index, position, item in heap]
+    return part
+
+
+def _count_all(data, files, skip, k, seed, workers, total, report) -> list[_Sampled] | None:
+    """The pass over every record: in this process, or split over worker processes by file. Returns
+    the sample whose lengths are still to be measured, or None when meta.tokens gave them all."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    indexed = [(i, kind, path) for i, (kind, path) in enumerate(files)]
+    n = max(1, min(workers or os.cpu_count() or 1, len(indexed)))
+    report("report", 0, total)
+    if n == 1:
+        seen = [0]
+
+        def tick(m: int) -> None:
+            seen[0] += m
+            report("report", seen[0], total)
+
+        parts = [_count_files(indexed, skip, k, seed, tick)]
     else:
-        prompt, response = length(rec.part("prompt")), length(rec.part("answer"))
-    if rec.text is None:
-        data.prompt_len.append(prompt)
-        data.turns[sum(m.role == "user" for m in rec.messages)] += 1
-    data.response_len.append(response)
-    lang = meta.get("lang") or script_lang(rec.part("all")[:2000], strict=False) or "other"
-    data.langs[str(lang)] += 1
-    first_user = next((m.content for m in rec.messages if m.role == "user"), None)
-    if first_user:
-        data.instructions.append((str(lang), first_user[:300]))
-    source = meta.get("source")
-    data.sources[Path(str(source)).name if source else "(not recorded)"] += 1
-    for key, value in meta.items():
-        if "score" in key and isinstance(value, int | float) and not isinstance(value, bool):
-            data.scores.setdefault(key, []).append(float(value))
+        ctx = multiprocessing.get_context("fork")
+        done = ctx.Value("q", 0)
+        groups = [indexed[g * len(indexed) // n : (g + 1) * len(indexed) // n] for g in range(n)]
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(done,)) as pool:
+            futures = [pool.submit(_count_files, group, skip, k, seed) for group in groups]
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                report("report", done.value, total)
+            parts = [f.result() for f in futures]
+    untokenized = 0
+    candidates: list[tuple[float, int, _Sampled]] = []
+    for part in parts:
+        data.records += part.records
+        data.kinds.update(part.kinds)
+        data.turns.update(part.turns)
+        data.langs.update(part.langs)
+        data.sources.update(part.sources)
+        for key, values in part.scores.items():
+            data.scores.setdefault(key, []).extend(values)
+        untokenized += part.untokenized
+        data.prompt_len.extend(part.prompt_len)
+        data.response_len.extend(part.response_len)
+        candidates.extend(part.candidates)
+    report("report", data.records, total)
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    sample = [item for _, _, item in candidates[:k]]
+    sampled = data.records > len(sample)
+    instructions = [item.instruction for item in sample[:INSTRUCTION_SAMPLE]]  # lowest keys: uniform too
+    data.instructions = [ins for ins in instructions if ins]
+    data.instruction_sample = len(instructions) if data.records > len(instructions) else 0
+    if untokenized:  # lengths come from the sample (or every record, when it holds them all)
+        data.prompt_len, data.response_len = [], []
+        data.length_sample = len(sample) if sampled else 0
+        return sample
+    data.length_unit = "tokens"
+    return None
+
+
+def _lengths_of(
+    sample: list[_Sampled], tokenizer: str | None, tick: Callable[[int], None] | None = None
+) -> tuple[str, list[tuple[int, int]]]:
+    """(unit, [(prompt, response)]) of the sampled records: meta.tokens where a record has it and the
+    unit is tokens, else the tokenizer (words when none loads, or when ``tokenizer`` is None)."""
+    from datamill.ops.length import count_words
+
+    tick = tick or _tick_shared
+    length, unit = _lengths_counter(tokenizer) if tokenizer is not None else (count_words, "words")
+    lengths = []
+    for n, item in enumerate(sample, 1):
+        if item.tokens is not None and unit == "tokens":
+            lengths.append(item.tokens)
+        else:
+            lengths.append((length(item.prompt), length(item.answer)))
+        if n % 250 == 0:
+            tick(250)
+    tick(len(sample) % 250)
+    return unit, lengths
+
+
+def _measure_sample(
+    data: ReportData, sample: list[_Sampled], tokenizer: str, report: Progress, workers: int | None = None
+) -> None:
+    """Token lengths of the sampled records, split over worker processes when there are many."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    todo = len(sample)
+    label = "report: token lengths"
+    report(label, 0, todo)
+    n = max(1, min(workers or os.cpu_count() or 1, todo // 1000))
+    if n == 1:
+        seen = [0]
+
+        def tick(m: int) -> None:
+            seen[0] += m
+            report(label, seen[0], todo)
+
+        results = [_lengths_of(sample, tokenizer, tick)]
+    else:
+        ctx = multiprocessing.get_context("fork")
+        done = ctx.Value("q", 0)
+        slices = [sample[g * todo // n : (g + 1) * todo // n] for g in range(n)]
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(done,)) as pool:
+            futures = [pool.submit(_lengths_of, part, tokenizer) for part in slices]
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                report(label, done.value, todo)
+            results = [f.result() for f in futures]
+    units = {unit for unit, _ in results}
+    data.length_unit = "tokens" if units == {"tokens"} else "words"
+    if len(units) > 1:  # a worker could not load the tokenizer: words everywhere, measured here
+        results = [_lengths_of(sample, None, lambda m: None)]
+    for item, (prompt, response) in zip(sample, (pair for _, lengths in results for pair in lengths), strict=True):
+        if item.dialogue:
+            data.prompt_len.append(prompt)
+        data.response_len.append(response)
+    report(label, todo, todo)
 
 
 # ---- HTML ----------------------------------------------------------------------------------------
@@ -210,6 +501,12 @@ def render_html(data: ReportData) -> str:
     parts.append(_funnel(data))
     parts.append(_drops(data))
     parts.append(f"<h2>Lengths ({data.length_unit})</h2>")
+    if data.length_sample:
+        parts.append(
+            f'<p class="muted" data-sample="lengths" data-n="{data.length_sample}" data-of="{data.records}">'
+            f"{escape(data.length_unit[:-1].capitalize())} lengths {escape(data.sample_note(data.length_sample))}"
+            ": the histograms count the sampled records.</p>"
+        )
     parts.append(f"<h3>Prompt</h3>{histogram(data.prompt_len, label=data.length_unit)}")
     parts.append(f"<h3>Response / document</h3>{histogram(data.response_len, label=data.length_unit)}")
     parts.append(f"<h2>Mix of the output ({data.records:,} records)</h2>")
@@ -256,9 +553,14 @@ def _instruction_types(data: ReportData) -> str:
     from datamill.report.instruction_types import instruction_types
 
     parts = ["<h2>Instruction types</h2>"]
+    if data.instruction_sample:
+        parts.append(
+            f'<p class="muted" data-sample="instructions" data-n="{data.instruction_sample}" '
+            f'data-of="{data.records}">First user turns {escape(data.sample_note(data.instruction_sample))}.</p>'
+        )
     by_lang = instruction_types(data.instructions)
     if not by_lang:
-        return parts[0] + '<p class="empty">no English or Chinese instructions</p>'
+        return "".join(parts) + '<p class="empty">no English or Chinese instructions</p>'
     for lang, pairs in sorted(by_lang.items()):
         verbs: Counter = Counter()
         for (verb, _), n in pairs.items():
@@ -381,7 +683,13 @@ def render_card(data: ReportData, license: str = "other") -> str:
     lines += [f"- kinds: {', '.join(f'{k} {v:,}' for k, v in data.kinds.most_common())}"]
     if data.response_len:
         ordered = sorted(data.response_len)
-        lines.append(f"- response {data.length_unit}: median {ordered[len(ordered) // 2]:,}, max {ordered[-1]:,}")
+        if data.length_sample:
+            lines.append(
+                f"- response {data.length_unit}, {data.sample_note(data.length_sample)}: "
+                f"median {ordered[len(ordered) // 2]:,}, max in the sample {ordered[-1]:,}"
+            )
+        else:
+            lines.append(f"- response {data.length_unit}: median {ordered[len(ordered) // 2]:,}, max {ordered[-1]:,}")
     if data.splits:
         lines.append(f"- splits: {', '.join(f'{k} {v:,}' for k, v in sorted(data.splits.items()))}")
     lines += ["", "## Use", ""]
@@ -400,15 +708,22 @@ def render_card(data: ReportData, license: str = "other") -> str:
 
 
 def write_report(
-    outdir: str | Path, tokenizer: str = "embedded", license: str = "other", overwrite: bool = False
+    outdir: str | Path,
+    tokenizer: str = "embedded",
+    license: str = "other",
+    overwrite: bool = False,
+    *,
+    records: Iterable[str | Path] | None = None,
+    sample: int = SAMPLE_SIZE,
+    progress: Progress | None = None,
 ) -> tuple[Path, Path]:
     """Write OUTDIR/report.html and OUTDIR/README.md (never over files datamill did not write, unless
-    ``overwrite``); returns their paths."""
+    ``overwrite``); returns their paths. ``records``, ``sample``, ``progress``: see ``collect``."""
     out = Path(outdir)
     html_path, card_path = out / "report.html", out / "README.md"
     for path in (html_path, card_path):
         outputs.check_replace(path, overwrite)
-    data = collect(outdir, tokenizer)
+    data = collect(outdir, tokenizer, records=records, sample=sample, progress=progress)
     outputs.write_text(html_path, render_html(data), overwrite)
     outputs.write_text(card_path, render_card(data, license), overwrite)
     return html_path, card_path
@@ -418,11 +733,14 @@ def report_command(
     outdir: Annotated[str, typer.Argument(help="output directory of a datamill run")],
     tokenizer: Annotated[str, typer.Option(help="embedded | tokenizer.json path | .gguf path")] = "embedded",
     license: Annotated[str, typer.Option(help="licence for the dataset card")] = "other",
+    sample: Annotated[
+        int, typer.Option(help="records whose token lengths are measured when they carry no meta.tokens")
+    ] = SAMPLE_SIZE,
     overwrite: Annotated[bool, typer.Option(help="Replace a report.html / README.md datamill did not write.")] = False,
 ) -> None:
     """Regenerate OUTDIR/report.html and OUTDIR/README.md (dataset card) from a run's outputs."""
     try:
-        html_path, card_path = write_report(outdir, tokenizer, license, overwrite)
+        html_path, card_path = write_report(outdir, tokenizer, license, overwrite, sample=max(sample, 1))
     except DatamillError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
