@@ -26,6 +26,7 @@ import yaml
 
 import datamill
 from datamill import ops
+from datamill.clean.inject import answer_of, with_answer
 from datamill.ops.base import Drop, OpContext
 from datamill.record import Message, Record
 
@@ -68,17 +69,6 @@ def make(name: str, work: Path | None = None, **options):
     return cls(cls.Config.model_validate(options), OpContext(seed=0, step=0, workdir=work or Path("w")))
 
 
-def answer(rec: Record) -> str:
-    return rec.messages[-1].content
-
-
-def with_answer(rec: Record, text: str) -> Record:
-    out = copy.deepcopy(rec)
-    out.messages[-1] = Message("assistant", text)
-    out.id = out.compute_id()
-    return out
-
-
 # ---- planting --------------------------------------------------------------------------------------
 def plant_loop(rec: Record, lang: str, rng: random.Random, k: int) -> Record | None:
     return with_answer(rec, rng.choice(LOOPS[lang]).strip())
@@ -87,7 +77,7 @@ def plant_loop(rec: Record, lang: str, rng: random.Random, k: int) -> Record | N
 def plant_cut(rec: Record, lang: str, rng: random.Random, k: int) -> Record | None:
     """Cut the answer mid-sentence: after 的 (zh) or a word (en), then a lone �, inside an opened
     quotation, inside a code line."""
-    a = answer(rec).rstrip()
+    a = answer_of(rec).rstrip()
     if len(a) < 80 or "```" in a:
         return None
     lo, variant = len(a) // 2, k % 4
@@ -140,7 +130,7 @@ def plant_near_dup(rec: Record, lang: str, rng: random.Random, k: int) -> Record
 
 
 def plant_boiler(rec: Record, lang: str, rng: random.Random, k: int) -> Record | None:
-    lines = [ln for ln in answer(rec).split("\n") if ln.strip()]
+    lines = [ln for ln in answer_of(rec).split("\n") if ln.strip()]
     at = rng.randrange(len(lines) + 1)
     lines.insert(at, rng.choice(BOILER[lang]))
     return with_answer(rec, "".join(f"<p>{ln}</p>\n" for ln in lines))
@@ -182,15 +172,15 @@ def boiler_kind(recs: list[Record], planted: list[Record], used: set[int], rng: 
     op = make("html_to_text", part="answer")
     caught = 0
     for p in planted:
-        out = answer(op.map(copy.deepcopy(p)))
+        out = answer_of(op.map(copy.deepcopy(p)))
         caught += not any(b in out for b in BOILER["zh"] + BOILER["en"])
     clean = [recs[i] for i in range(len(recs)) if i not in used]
     control = rng.sample(clean, min(len(clean), 4 * n))
     kept = 0
     for r in control:
-        lines = [ln.strip() for ln in answer(r).split("\n") if ln.strip()]
+        lines = [ln.strip() for ln in answer_of(r).split("\n") if ln.strip()]
         html = with_answer(r, "".join(f"<p>{ln}</p>\n" for ln in lines))
-        out = answer(op.map(html))
+        out = answer_of(op.map(html))
         kept += all(ln in out for ln in lines)
     return caught / len(planted), kept / len(control)
 

@@ -61,11 +61,13 @@ HTML_WRAPS = [
 ]
 
 
-def _answer(rec: Record) -> str:
+def answer_of(rec: Record) -> str:
+    """The record's last (assistant) turn."""
     return rec.messages[-1].content
 
 
-def _set(rec: Record, text: str) -> Record:
+def with_answer(rec: Record, text: str) -> Record:
+    """A copy of the record whose answer is ``text`` (a new id: it is another record)."""
     rec = copy.deepcopy(rec)
     rec.messages[-1] = Message("assistant", text)
     rec.id = rec.compute_id()
@@ -155,7 +157,7 @@ def inject(records: list[Record], other: list[Record], seed: int = 0, per_class:
     pool = [r for r in records if r.messages and r.messages[-1].role == "assistant"]
     order = list(range(len(pool)))
     rng.shuffle(order)
-    long_enough = [i for i in order if len(_answer(pool[i])) >= 120]
+    long_enough = [i for i in order if len(answer_of(pool[i])) >= 120]
     out: list[tuple[Record, str]] = []
     used: set[int] = set()
 
@@ -168,13 +170,15 @@ def inject(records: list[Record], other: list[Record], seed: int = 0, per_class:
 
     other_lang = "en" if _is_zh(pool[0]) else "zh"
     other_answers = [
-        _answer(r) for r in other if r.messages and len(_answer(r)) >= 60 and script_lang(_answer(r), 20) == other_lang
+        answer_of(r)
+        for r in other
+        if r.messages and len(answer_of(r)) >= 60 and script_lang(answer_of(r), 20) == other_lang
     ]
     lang = "zh" if _is_zh(pool[0]) else "en"
     monolingual = [
         i
         for i in order
-        if script_lang(_prompt(pool[i]), strict=False) == lang and script_lang(_answer(pool[i]), 20) == lang
+        if script_lang(_prompt(pool[i]), strict=False) == lang and script_lang(answer_of(pool[i]), 20) == lang
     ]
 
     def take_mono() -> int:
@@ -187,7 +191,7 @@ def inject(records: list[Record], other: list[Record], seed: int = 0, per_class:
     for defect in DEFECTS:
         for _ in range(per_class):
             rec = pool[take_mono() if defect == "language" else take(defect in ("truncated", "repetition"))]
-            zh, a = _is_zh(rec), _answer(rec)
+            zh, a = _is_zh(rec), answer_of(rec)
             if defect == "empty":
                 text = rng.choice(["", " ", "\n\n", "...", "。", "  \t "])
             elif defect == "echo":
@@ -213,6 +217,6 @@ def inject(records: list[Record], other: list[Record], seed: int = 0, per_class:
                 text = _repeat(a, rng, zh)
             else:  # pii
                 text = _pii(rng, zh) + a if rng.random() < 0.5 else a + "\n" + _pii(rng, zh)
-            out.append((_set(rec, text), defect))
+            out.append((with_answer(rec, text), defect))
     out += [(pool[i], "clean") for i in order if i not in used]
     return out
