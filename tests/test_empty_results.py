@@ -37,6 +37,7 @@ def test_a_run_that_keeps_nothing_fails_and_registers_nothing(tmp_path, source, 
     recipe.write_text(yaml.safe_dump(body), encoding="utf-8")
     code, text, result = run_cli("run", recipe)
     assert code == 1 and "kept no record" in text, text
+    assert re.search(r"kept no record \(at (length_filter|output): \d+ × ", " ".join(text.split())), text
     assert "Traceback" not in text
     assert not list(out.glob("data-*")) and not (out / "dataset_info.json").exists()
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))

@@ -317,8 +317,19 @@ def run_cmd(
         _fail(r.scrub(str(e)) if r is not None else str(e))  # a server's reply may quote a ${VAR} header back
     _print_funnel(result)
     if not result.stats["kept"]:
-        _fail(f"the run kept no record, so no data file was written or registered (see the funnel above, "
-              f"{result.outdir / 'dropped.jsonl'} and {result.outdir / 'quarantine.jsonl'})")
+        _fail(f"the run kept no record ({_top_losses(result.stats)}), so no data file was written or registered; "
+              f"see {result.outdir / 'dropped.jsonl'} and {result.outdir / 'quarantine.jsonl'}")
+
+
+def _top_losses(st: dict) -> str:
+    """Where the last records were lost: the reasons of the last step that dropped any."""
+    if not st["input"] and not st.get("generated"):
+        return "the input holds no records"
+    last = next((step for step in reversed(st["steps"]) if step["dropped"]), None)
+    if last is None:
+        return f"{st['quarantined']:,} × unreadable input"
+    reasons = sorted(last["dropped"].items(), key=lambda x: -x[1])[:3]
+    return f"at {last['op']}: " + "; ".join(f"{n:,} × {reason}" for reason, n in reasons)
 
 
 class RateColumn(ProgressColumn):
