@@ -322,10 +322,7 @@ def test_shipped_recipes_validate_and_dpo_from_answers_runs_against_a_judge_serv
         monkeypatch.setenv("JUDGE_BASE_URL", fake.base_url)
         monkeypatch.setenv("JUDGE_BACKEND", "openai")
         monkeypatch.setenv("LIMIT", "1000")
-        shipped = (ROOT / "recipes" / "dpo-from-answers.yaml").read_text(encoding="utf-8")
-        here = tmp_path / "dpo-from-answers.yaml"  # its ../../shared inputs read from tests/data instead
-        here.write_text(shipped.replace("../../shared/data/self_instruct/", f"{SI}/"), encoding="utf-8")
-        r = recipes.load(here, output=str(tmp_path / "o"))
+        r = recipes.load(ROOT / "recipes" / "dpo-from-answers.yaml", output=str(tmp_path / "o"))  # reads tests/data
         assert sorted(Path(f.path).name for f in r.inputs) == [p.name for p in FILES]
         assert {f.format for f in r.inputs} == {"predictions"}
         assert [s.op for s in r.steps] == ["group_answers", "limit", "judge_pairwise", "make_pairs"]

@@ -65,13 +65,26 @@ def test_source_mix_names_the_inputs_when_the_output_keeps_no_meta(sharegpt_run)
     assert "data-00000.jsonl" not in re.findall(r"<title>([^<:]+):", html)
 
 
-def test_report_phase_shows_progress(sharegpt_run):
+def test_write_and_report_phases_show_progress(sharegpt_run):
+    """The report's pass runs while the shards are written; its progress ends once they are."""
     out, events = sharegpt_run
     kept = json.loads((out / "stats.json").read_text(encoding="utf-8"))["kept"]
+    write = [e for e in events if e[0] == "write"]
+    assert write and write[0] == ("write", 0, kept) and write[-1] == ("write", kept, kept)
     report = [e for e in events if e[0] == "report"]
-    assert report and report[0][1] == 0 and report[-1] == ("report", kept, kept)
+    assert report and report[-1] == ("report", kept, kept)
+    assert events.index(write[-1]) < events.index(report[-1])
     lengths = [e for e in events if e[0] == "report: token lengths"]
     assert lengths and lengths[-1][1] == lengths[-1][2] > 0  # every record measured: fewer than the sample
+
+
+def test_a_later_report_pass_shows_progress(sharegpt_run):
+    out, _ = sharegpt_run
+    kept = json.loads((out / "stats.json").read_text(encoding="utf-8"))["kept"]
+    events: list = []
+    collect(out, sample=50, progress=lambda label, done, total: events.append((label, done, total)))
+    report = [e for e in events if e[0] == "report"]
+    assert report and report[0][1] == 0 and report[-1] == ("report", kept, kept)
 
 
 def test_sampled_lengths_are_stated_and_exact_counts_stay_exact(sharegpt_run, tmp_path):

@@ -178,9 +178,7 @@ class DatasetWriter:
 
     def write(self, rec: Record) -> None:
         """Raises ``CannotExpress`` when the format cannot hold the record; nothing is written then."""
-        row = self.format.from_record(rec)
-        if self.csv:
-            _flat_for_csv(row)
+        row = output_row(self.format, self.csv, rec)
         if self.media is not None and (rec.images or rec.videos or rec.audios):
             rec = self.media.place(rec)  # after the checks, so a record that is refused copies nothing
             row = self.format.from_record(rec)
@@ -215,6 +213,24 @@ class DatasetWriter:
             self.commit()
         else:
             self.abort()
+
+
+def output_row(fmt: Format, csv: bool, rec: Record) -> dict[str, Any]:
+    """The row ``fmt`` writes for ``rec`` (into a .csv when ``csv``); raises ``CannotExpress`` when it
+    cannot hold the record."""
+    row = fmt.from_record(rec)
+    if csv:
+        _flat_for_csv(row)
+    return row
+
+
+def expressible(fmt: str, container: str, rec: Record) -> bool:
+    """Whether an output of ``fmt`` in ``container`` (jsonl, parquet, csv …) can hold ``rec``."""
+    try:
+        output_row(formats.get(fmt), container == "csv" and fmt != "datamill", rec)
+    except CannotExpress:
+        return False
+    return True
 
 
 def _flat_for_csv(row: dict[str, Any]) -> None:

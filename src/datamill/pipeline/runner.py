@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
@@ -42,6 +43,7 @@ from datamill.pipeline import executors
 from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, drop_entry, read_chunk, run_chunk, stats_path
 from datamill.pipeline.recipe import Recipe, Step
 from datamill.record import Record
+from datamill.report.build import Pass, chunk_records
 
 WORK = ".datamill-work"
 LOCK = "recipe.lock.yaml"
@@ -443,6 +445,15 @@ class Runner:
     def _assemble(self) -> RunResult:
         self._remove_old_shards()
         last = self.stages[-1]
+        counting = self._start_report_pass(last) if self.recipe.output.report else None
+        try:
+            return self._publish(last, counting)
+        finally:
+            if counting is not None:
+                counting.cancel()
+
+    def _publish(self, last: Stage, counting: Pass | None) -> RunResult:
+        """dropped/quarantine files, the shards, stats.json, dataset_info.json, the report, the lock."""
         dropped_writer = JsonlWriter(self.outdir / "dropped.jsonl", output=True, overwrite=self.overwrite)
         quarantine_writer = JsonlWriter(self.outdir / "quarantine.jsonl", output=True, overwrite=self.overwrite)
         output_drops: Counter[str] = Counter()
@@ -476,12 +487,12 @@ class Runner:
         )
         self._register(shards)
         names = [shard.writer.path.name for shard in shards]
-        if self.recipe.output.report:
+        if counting is not None:
             from datamill.report import write_report
 
-            chunks = [self.stage_dir(last) / f"{chunk_name(i)}.jsonl" for i in range(self._chunk_count(last))]
-            written = write_report(self.outdir, overwrite=self.overwrite, records=chunks, progress=self.progress)
-            names += [p.name for p in written]  # records: the last stage's chunks, with meta (source, tokens)
+            tally = counting.result(self.progress, stats["kept"])
+            written = write_report(self.outdir, overwrite=self.overwrite, tally=tally, progress=self.progress)
+            names += [p.name for p in written]
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
 
@@ -492,12 +503,23 @@ class Runner:
             p.unlink() if p.is_file() or p.is_symlink() else shutil.rmtree(p)
         outputs.forget(*old)
 
+    def _last_chunks(self, last: Stage) -> list[Path]:
+        sdir = self.stage_dir(last)
+        return [sdir / f"{chunk_name(i)}.jsonl" for i in range(self._chunk_count(last))]
+
+    def _start_report_pass(self, last: Stage) -> Pass:
+        """The report's pass over the kept records, on the cores the shard writer leaves idle."""
+        out = self.recipe.output
+        read = functools.partial(chunk_records, out.format, out.container)
+        workers = max(1, (self.recipe.workers or os.cpu_count() or 1) - 1)
+        return Pass([str(p) for p in self._last_chunks(last)], read, workers=workers)
+
     def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[Shard]:
         """The kept records as ``data-NNNNN`` shards — or ``data-<split>-NNNNN`` per split when records
         carry ``meta[split_key]`` (the split op) — at most ``shard_size`` records each."""
         out = self.recipe.output
-        sdir = self.stage_dir(last)
-        records = (rec for i in range(self._chunk_count(last)) for rec in read_chunk(sdir / f"{chunk_name(i)}.jsonl"))
+        total = sum(s["kept"] for s in self._stage_stats(last))
+        records = (rec for path in self._last_chunks(last) for rec in read_chunk(path))
         shards: list[Shard] = []
         open_by_split: dict[str | None, DatasetWriter] = {}
         made: Counter[str | None] = Counter()
@@ -516,8 +538,9 @@ class Runner:
             open_by_split[split] = w
             return w
 
+        self.progress("write", 0, total)
         try:
-            for rec in records:
+            for n, rec in enumerate(records, 1):
                 split = rec.meta.get(out.split_key)
                 writer = writer_for(split if isinstance(split, str) and split else None)
                 try:
@@ -526,6 +549,9 @@ class Runner:
                     reason = f"{out.format} cannot hold it: {e}"
                     output_drops[reason] += 1
                     dropped.write(drop_entry(rec, len(self.recipe.steps), "output", reason))
+                if n % 5000 == 0:
+                    self.progress("write", n, total)
+            self.progress("write", total, total)
             for w in open_by_split.values():
                 if w.count:
                     w.commit()

@@ -10,18 +10,22 @@ that ``count_tokens`` (or ``cutoff_len``) stored; otherwise the tokenizer only s
 sample of ``sample`` records (bottom-k of a key fixed by seed, file and position, so the same
 whatever the split over processes), and the report says so with the sample's precision. The
 instruction-type figure (jieba part-of-speech tagging) uses the first ``INSTRUCTION_SAMPLE`` of that
-sample. The pass and the tokenizing run in worker processes, one group of files each. A run passes
-its last stage's chunk files (``records``): they carry meta (``source``, ``tokens``, ``lang``,
-scores) even when the output format does not; a later ``datamill report`` reads the data files,
-where a source the format did not keep shows as "(not recorded)", never as the output file."""
+sample. The pass runs in worker processes, one group of files each. A run starts it over its last
+stage's chunk files while it writes the shards (the writer is one process; the pass takes the other
+cores): they hold the full records with meta (``source``, ``tokens``, ``lang``, scores) even when the
+output format keeps none. A later ``datamill report`` reads the data files, where a source the
+format did not keep shows as "(not recorded)", never as the output file. The sample's tokenizing
+runs in worker processes too."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -107,16 +111,18 @@ def collect(
     outdir: str | Path,
     tokenizer: str = "embedded",
     *,
-    records: Iterable[str | Path] | None = None,
+    tally: list[_Partial] | None = None,
     sample: int = SAMPLE_SIZE,
     seed: int = 0,
     progress: Progress | None = None,
     workers: int | None = None,
 ) -> ReportData:
-    """Everything the report shows. ``records``: the run's last-stage chunk files (full records with
-    meta) to read instead of the output's data files; ``sample``: how many records' token lengths
-    (and instructions) to measure when they carry no ``meta.tokens``; ``progress(label, done, total)``;
-    ``workers``: processes for the pass over the records (default: the CPUs; 1 = this process only)."""
+    """Everything the report shows. ``tally``: what a run counted while it wrote the data (a ``Pass``
+    over its last stage's chunk files: full records with meta), instead of a pass over the output's
+    data files;
+    ``sample``: how many records' token lengths (and instructions) to measure when they carry no
+    ``meta.tokens``; ``progress(label, done, total)``; ``workers``: processes for the pass over the
+    records and for the tokenizing (default: the CPUs; 1 = this process only)."""
     from datamill.ops.mix import effective_ratio
 
     out = Path(outdir)
@@ -127,7 +133,6 @@ def collect(
     lock_path = out / "recipe.lock.yaml"
     lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.exists() else {}
     data = ReportData(out, stats, lock or {})
-    output_drops: Counter[str] = Counter()  # record ids the output format could not hold
     dropped = out / "dropped.jsonl"
     if dropped.exists():
         with open(dropped, "rb") as f:
@@ -138,8 +143,6 @@ def collect(
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     raise DatamillError(f"{dropped}:{n}: not a datamill drop entry") from None
                 data.drops[key] = data.drops.get(key, 0) + 1
-                if key[1] == "output":
-                    output_drops[str(d.get("id") or "")] += 1
                 ex = data.examples.setdefault(key, [])
                 if len(ex) < EXAMPLES_PER_REASON:
                     ex.append(_preview(d.get("record") or {}))
@@ -149,11 +152,13 @@ def collect(
     data.data_files = sorted(p.name for p in out.glob("data-*") if p.is_file())
     report = progress or (lambda label, done, total: None)
     total = stats.get("kept") if isinstance(stats.get("kept"), int) else None
-    if records is not None:
-        files = [("chunk", str(p)) for p in records]
+    k = max(int(sample), 1)
+    if tally is not None:
+        parts = tally
     else:
-        files = [("output", str(out / name)) for name in data.data_files]
-    sampled = _count_all(data, files, output_drops, max(int(sample), 1), seed, workers, total, report)
+        files = [str(out / name) for name in data.data_files]
+        parts = _count_all(files, k, seed, workers, total, report)
+    sampled = _merge(data, parts, k)
     if sampled is not None:
         _measure_sample(data, sampled, tokenizer, report, workers)
     for step in stats.get("steps", []):
@@ -193,13 +198,21 @@ class _Partial:
     candidates: list[tuple[float, int, _Sampled]] = field(default_factory=list)  # bottom-k by key
 
 
+ASCII_LETTERS_8 = re.compile(r"(?:[^A-Za-z]*[A-Za-z]){8}")  # ≥ 8 letters: Latin text enough to decide
+
+
 def _lang(text: str) -> str | None:
-    """``script_lang(text, strict=False)`` of datamill.clean.text, the same answer, counted faster."""
+    """``script_lang(text, strict=False)`` of datamill.clean.text, the same answer, counted faster: no
+    code to strip without a backtick, ASCII text is English once it has 8 letters, counts by
+    substitution (no list of matches)."""
     from datamill.clean.text import CJK_CHAR, LATIN_WORD, strip_code
 
-    prose = strip_code(text)
-    cjk = len(CJK_CHAR.findall(prose))
-    latin_chars = len("".join(LATIN_WORD.findall(prose)))
+    prose = strip_code(text) if "`" in text else text
+    if prose.isascii() and ASCII_LETTERS_8.match(prose):
+        return "en"
+    n = len(prose)
+    cjk = 0 if prose.isascii() else n - len(CJK_CHAR.sub("", prose))
+    latin_chars = n - len(LATIN_WORD.sub("", prose))
     if cjk + latin_chars < 8:
         return None
     if cjk >= 0.3 * (cjk + latin_chars):
@@ -209,21 +222,9 @@ def _lang(text: str) -> str | None:
     return None
 
 
-def _file_records(kind: str, path: str, skip: Counter[str]) -> Iterator[Record]:
-    """A run's chunk file (full records, less those the output dropped, by id), or an output data
-    file with meta.source as the run wrote it when the file kept meta (the reader would set it to
-    the output file itself; then the source is not recorded)."""
-    if kind == "chunk":
-        from datamill.pipeline.chunks import read_chunk
-
-        if not Path(path).exists():
-            return
-        for rec in read_chunk(Path(path)):
-            if skip and skip.get(rec.id, 0) > 0:
-                skip[rec.id] -= 1
-                continue
-            yield rec
-        return
+def output_records(path: str) -> Iterator[Record]:
+    """An output data file's records, with meta.source as the run wrote it when the file kept meta
+    (the reader would set it to the output file itself; then the source is not recorded)."""
     import datamill
 
     originals = _original_sources(Path(path))
@@ -236,6 +237,17 @@ def _file_records(kind: str, path: str, skip: Counter[str]) -> Iterator[Record]:
         else:
             rec.meta.pop("source", None)
         yield rec
+
+
+def chunk_records(fmt: str, container: str, path: str) -> Iterator[Record]:
+    """A run's chunk file, full records with meta, less those the output (``fmt`` in ``container``)
+    cannot hold and so drops: the records of the data files, as the run wrote them."""
+    from datamill.dataset import expressible
+    from datamill.pipeline.chunks import read_chunk
+
+    for rec in read_chunk(Path(path)):
+        if expressible(fmt, container, rec):
+            yield rec
 
 
 def _original_sources(path: Path):
@@ -270,99 +282,152 @@ def _tick_shared(n: int) -> None:
             _DONE.value += n
 
 
-def _count_files(
-    files: list[tuple[int, str, str]], skip: Counter[str], k: int, seed: int, tick: Callable[[int], None] | None = None
-) -> _Partial:
-    """Exact counters over the records of ``files`` ((index, kind, path)), and the k records with
-    the smallest keys, a key being a seeded random number fixed by (seed, file index, position):
-    the union of partials' bottom-k gives the same uniform sample however the files are split."""
-    import heapq
+@functools.lru_cache(maxsize=4096)
+def _file_name(path: str) -> str:
+    return Path(path).name
 
-    part = _Partial()
+
+class Tally:
+    """The report's counters fed one record at a time: exact counts, and the k records with the
+    smallest keys, a key being a seeded random number fixed by (seed, file index, position), so the
+    union of tallies' bottom-k is the same uniform sample however the files are split."""
+
+    def __init__(self, k: int = SAMPLE_SIZE, seed: int = 0):
+        self.k, self.seed = max(int(k), 1), seed
+        self.part = _Partial()
+        self._heap: list[tuple[float, int, int, _Sampled]] = []  # max-heap by key (negated)
+        self._index, self._position, self._rng = 0, 0, random.Random(f"{seed}:0")
+
+    def start_file(self, index: int) -> None:
+        self._index, self._position, self._rng = index, 0, random.Random(f"{self.seed}:{index}")
+
+    def add(self, rec: Record) -> None:
+        import heapq
+
+        part, meta = self.part, rec.meta
+        position = self._position
+        self._position += 1
+        part.records += 1
+        part.kinds[rec.kind] += 1
+        dialogue = rec.text is None
+        if dialogue:
+            part.turns[sum(m.role == "user" for m in rec.messages)] += 1
+        lang = meta.get("lang") or _lang(rec.part("all")[:2000]) or "other"
+        part.langs[str(lang)] += 1
+        source = meta.get("source")
+        part.sources[_file_name(str(source)) if source else "(not recorded)"] += 1
+        for key, value in meta.items():
+            if "score" in key and isinstance(value, int | float) and not isinstance(value, bool):
+                part.scores.setdefault(key, []).append(float(value))
+        tokens = meta.get("tokens")
+        counted = None
+        if isinstance(tokens, dict) and isinstance(tokens.get("total"), int):
+            prompt, response = tokens.get("prompt", 0), tokens.get("response", 0)
+            if isinstance(prompt, int) and isinstance(response, int):
+                counted = (prompt, response)
+        if counted is None:
+            part.untokenized += 1
+        elif not part.untokenized:  # exact lists only matter while no record lacks meta.tokens
+            if dialogue:
+                part.prompt_len.append(counted[0])
+            part.response_len.append(counted[1])
+        key = self._rng.random()
+        heap = self._heap
+        if len(heap) >= self.k and -heap[0][0] <= key:
+            return
+        first_user = next((m.content for m in rec.messages if m.role == "user"), None)
+        instruction = (str(lang), first_user[:300]) if first_user else None
+        if dialogue:
+            item = _Sampled(True, counted, rec.part("prompt"), rec.part("answer"), instruction)
+        else:
+            item = _Sampled(False, counted, "", rec.text or "", instruction)
+        entry = (-key, self._index, position, item)
+        if len(heap) < self.k:
+            heapq.heappush(heap, entry)
+        else:
+            heapq.heapreplace(heap, entry)
+
+    def result(self) -> _Partial:
+        self.part.candidates = [(-neg, index * (1 << 32) + pos, item) for neg, index, pos, item in self._heap]
+        return self.part
+
+
+Reader = Callable[[str], Iterator[Record]]  # a file's records (picklable: it goes to worker processes)
+
+
+def _count_files(
+    files: list[tuple[int, str]], read: Reader, k: int, seed: int, tick: Callable[[int], None] | None = None
+) -> _Partial:
+    """The tally of the records of ``files`` ((index, path))."""
+    tally = Tally(k, seed)
     tick = tick or _tick_shared
-    heap: list[tuple[float, int, int, _Sampled]] = []  # max-heap by key (negated)
     pending = 0
-    for index, kind, path in files:
-        rng = random.Random(f"{seed}:{index}")
-        for position, rec in enumerate(_file_records(kind, path, skip)):
-            part.records += 1
+    for index, path in files:
+        tally.start_file(index)
+        for rec in read(path):
+            tally.add(rec)
             pending += 1
             if pending == PROGRESS_EVERY:
                 tick(pending)
                 pending = 0
-            meta = rec.meta
-            part.kinds[rec.kind] += 1
-            dialogue = rec.text is None
-            if dialogue:
-                part.turns[sum(m.role == "user" for m in rec.messages)] += 1
-            lang = meta.get("lang") or _lang(rec.part("all")[:2000]) or "other"
-            part.langs[str(lang)] += 1
-            source = meta.get("source")
-            part.sources[Path(str(source)).name if source else "(not recorded)"] += 1
-            for key, value in meta.items():
-                if "score" in key and isinstance(value, int | float) and not isinstance(value, bool):
-                    part.scores.setdefault(key, []).append(float(value))
-            tokens = meta.get("tokens")
-            counted = None
-            if isinstance(tokens, dict) and isinstance(tokens.get("total"), int):
-                prompt, response = tokens.get("prompt", 0), tokens.get("response", 0)
-                if isinstance(prompt, int) and isinstance(response, int):
-                    counted = (prompt, response)
-            if counted is None:
-                part.untokenized += 1
-            elif not part.untokenized:  # exact lists only matter while no record lacks meta.tokens
-                if dialogue:
-                    part.prompt_len.append(counted[0])
-                part.response_len.append(counted[1])
-            key = rng.random()
-            if len(heap) >= k and -heap[0][0] <= key:
-                continue
-            first_user = next((m.content for m in rec.messages if m.role == "user"), None)
-            instruction = (str(lang), first_user[:300]) if first_user else None
-            if dialogue:
-                item = _Sampled(True, counted, rec.part("prompt"), rec.part("answer"), instruction)
-            else:
-                item = _Sampled(False, counted, "", rec.text or "", instruction)
-            entry = (-key, index, position, item)
-            if len(heap) < k:
-                heapq.heappush(heap, entry)
-            else:
-                heapq.heapreplace(heap, entry)
     if pending:
         tick(pending)
-    part.candidates = [(-neg, index * (1 << 32) + position, item) for neg, index, position, item in heap]
-    return part
+    return tally.result()
 
 
-def _count_all(data, files, skip, k, seed, workers, total, report) -> list[_Sampled] | None:
-    """The pass over every record: in this process, or split over worker processes by file. Returns
-    the sample whose lengths are still to be measured, or None when meta.tokens gave them all."""
-    import multiprocessing
-    import os
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+class Pass:
+    """The pass over every record of ``files`` in worker processes, one group of files each: started
+    now, collected by ``result``. A run starts it before it writes its shards, so the counting uses
+    the cores the one-process writer leaves idle instead of adding a phase after it."""
 
-    indexed = [(i, kind, path) for i, (kind, path) in enumerate(files)]
-    n = max(1, min(workers or os.cpu_count() or 1, len(indexed)))
-    report("report", 0, total)
-    if n == 1:
-        seen = [0]
+    def __init__(self, files: list[str], read: Reader, k: int = SAMPLE_SIZE, seed: int = 0, workers: int = 1):
+        import multiprocessing
 
-        def tick(m: int) -> None:
-            seen[0] += m
-            report("report", seen[0], total)
-
-        parts = [_count_files(indexed, skip, k, seed, tick)]
-    else:
+        indexed = list(enumerate(files))
+        n = max(1, min(workers, len(indexed)))
         ctx = multiprocessing.get_context("fork")
-        done = ctx.Value("q", 0)
+        self.done = ctx.Value("q", 0)
+        self.pool = ctx.Pool(n, initializer=_init_worker, initargs=(self.done,))
         groups = [indexed[g * len(indexed) // n : (g + 1) * len(indexed) // n] for g in range(n)]
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(done,)) as pool:
-            futures = [pool.submit(_count_files, group, skip, k, seed) for group in groups]
-            pending = set(futures)
-            while pending:
-                _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                report("report", done.value, total)
-            parts = [f.result() for f in futures]
+        self.parts = [self.pool.apply_async(_count_files, (group, read, k, seed)) for group in groups]
+
+    def result(self, report: Progress, total: int | None) -> list[_Partial]:
+        import time
+
+        try:
+            while not all(part.ready() for part in self.parts):
+                report("report", self.done.value, total)
+                time.sleep(0.5)
+            parts = [part.get() for part in self.parts]
+        finally:
+            self.pool.terminate()
+        report("report", sum(part.records for part in parts), total)
+        return parts
+
+    def cancel(self) -> None:
+        self.pool.terminate()
+
+
+def _count_all(files, k, seed, workers, total, report) -> list[_Partial]:
+    """The pass over every record of the data files: in this process, or in worker processes."""
+    import os
+
+    n = max(1, min(workers or os.cpu_count() or 1, len(files)))
+    if n > 1:
+        return Pass(files, output_records, k, seed, n).result(report, total)
+    report("report", 0, total)
+    seen = [0]
+
+    def tick(m: int) -> None:
+        seen[0] += m
+        report("report", seen[0], total)
+
+    return [_count_files(list(enumerate(files)), output_records, k, seed, tick)]
+
+
+def _merge(data: ReportData, parts: list[_Partial], k: int) -> list[_Sampled] | None:
+    """Partials into ``data``, in order. Returns the sample whose lengths are still to be measured, or
+    None when meta.tokens gave them all."""
     untokenized = 0
     candidates: list[tuple[float, int, _Sampled]] = []
     for part in parts:
@@ -377,7 +442,6 @@ def _count_all(data, files, skip, k, seed, workers, total, report) -> list[_Samp
         data.prompt_len.extend(part.prompt_len)
         data.response_len.extend(part.response_len)
         candidates.extend(part.candidates)
-    report("report", data.records, total)
     candidates.sort(key=lambda c: (c[0], c[1]))
     sample = [item for _, _, item in candidates[:k]]
     sampled = data.records > len(sample)
@@ -713,17 +777,17 @@ def write_report(
     license: str = "other",
     overwrite: bool = False,
     *,
-    records: Iterable[str | Path] | None = None,
+    tally: list[_Partial] | None = None,
     sample: int = SAMPLE_SIZE,
     progress: Progress | None = None,
 ) -> tuple[Path, Path]:
     """Write OUTDIR/report.html and OUTDIR/README.md (never over files datamill did not write, unless
-    ``overwrite``); returns their paths. ``records``, ``sample``, ``progress``: see ``collect``."""
+    ``overwrite``); returns their paths. ``tally``, ``sample``, ``progress``: see ``collect``."""
     out = Path(outdir)
     html_path, card_path = out / "report.html", out / "README.md"
     for path in (html_path, card_path):
         outputs.check_replace(path, overwrite)
-    data = collect(outdir, tokenizer, records=records, sample=sample, progress=progress)
+    data = collect(outdir, tokenizer, tally=tally, sample=sample, progress=progress)
     outputs.write_text(html_path, render_html(data), overwrite)
     outputs.write_text(card_path, render_card(data, license), overwrite)
     return html_path, card_path
