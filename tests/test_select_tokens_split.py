@@ -53,6 +53,12 @@ def test_embedded_tokenizer_counts_prompt_response_total(tmp_path):
     # Gemma's SentencePiece vocabulary: "Hello" and " world" are one token each
     assert tok.count("Hello world") == 2
     assert tok.count("你好世界") < len("你好世界") + 1
+    # the count without a token buffer is the length of the encoding, on any text
+    for rec in demo(LF / "alpaca_zh_demo.json")[:50] + demo(LF / "glaive_toolcall_en_demo.json")[:20]:
+        text = rec.part("all")
+        assert tok.count(text) == len(tok.encode(text)) > 0
+    for text in ("😀 emoji", "<start_of_turn>user", "a" * 20_000, "\x00 nul"):
+        assert tok.count(text) == len(tok.encode(text))
     rec = Record(system="Be brief.", messages=[Message("user", "Hello world"), Message("assistant", "Hi there")])
     out = make("count_tokens", tmp_path).map(rec)
     t = out.meta["tokens"]
