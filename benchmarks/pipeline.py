@@ -81,7 +81,7 @@ VALUES = {"name": "Datamill Assistant", "author": "the datamill team"}
 MIN_CHARS = 50
 MAX_WORDS = 300
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")  # as datamill.ops.placeholders
-WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")  # as datamill.ops.length
+WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")  # as datamill.clean.length
 
 
 def fill(text: str) -> str:

@@ -27,8 +27,9 @@ import yaml
 import datamill
 from datamill import ops
 from datamill.clean.inject import answer_of, with_answer
-from datamill.ops.base import Drop, OpContext
+from datamill.ops.base import OpContext
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 ROOT = Path(__file__).resolve().parents[1]
 LF = next(p for p in (ROOT / "tests/data/llamafactory", ROOT.parent / "shared/data/llamafactory") if p.exists())

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from datamill import ops
+from datamill.clean.html import html_fragment_to_text
+from datamill.clean.sft_filters import repetition_reason
 from datamill.dedup import minhash as mh
-from datamill.ops.base import Drop, OpContext
-from datamill.ops.clean import html_fragment_to_text
-from datamill.ops.sft_filters import repetition_reason
+from datamill.ops.base import OpContext
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 def make(name: str, work: Path = Path("w"), **options):

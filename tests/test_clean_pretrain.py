@@ -12,9 +12,9 @@ from conftest import DATA, LF, ROOT
 
 import datamill
 from datamill import ops
+from datamill.clean.langid import detect
+from datamill.clean.pretrain_filters import BULLET
 from datamill.ops.base import OpContext
-from datamill.ops.langid import detect
-from datamill.ops.quality import BULLET
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner
 from datamill.record import Record

@@ -11,9 +11,9 @@ from conftest import DOCS, LF
 
 import datamill
 from datamill import ops
+from datamill.clean.pii import luhn, mask, valid_id_card
 from datamill.io.encoding import sniff
 from datamill.ops.base import OpContext
-from datamill.ops.pii import luhn, mask, valid_id_card
 from datamill.record import Message, Record
 
 

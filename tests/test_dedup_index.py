@@ -9,8 +9,8 @@ import pytest
 from test_dedup_minhash import demo, edit_words, make
 
 from datamill.errors import DatamillError
-from datamill.ops.base import Drop
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 def outcome(op, records):

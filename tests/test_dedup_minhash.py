@@ -18,10 +18,11 @@ from datamill import ops
 from datamill.dedup import minhash as mh
 from datamill.dedup.evaluate import load_t0, pair_scores
 from datamill.dedup.unionfind import find, union
-from datamill.ops.base import Drop, OpContext
+from datamill.ops.base import OpContext
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 def make(tmp_path: Path, **options):

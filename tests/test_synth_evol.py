@@ -9,8 +9,9 @@ from test_synth_fakes import llm_config, prompts_sent, routed
 
 from datamill.llm import LLMClient
 from datamill.ops import get
-from datamill.ops.base import Drop, OpContext
+from datamill.ops.base import OpContext
 from datamill.record import Message, Record
+from datamill.results import Drop
 from datamill.synth.evol import answer_problem, evolution_problem
 
 

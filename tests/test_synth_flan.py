@@ -10,9 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from datamill.ops import get
-from datamill.ops.base import Drop, OpContext
-from datamill.ops.flan_templates import rationale
+from datamill.ops.base import OpContext
 from datamill.record import Message, Record
+from datamill.results import Drop
+from datamill.synth.flan_templates import rationale
 
 
 def gsm8k(data_dir, n: int) -> list[Record]:

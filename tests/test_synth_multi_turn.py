@@ -6,8 +6,8 @@ from test_synth_evol import run, sft
 from test_synth_fakes import routed
 
 from datamill.formats import get as get_format
-from datamill.ops.base import Drop
 from datamill.record import Message, Record
+from datamill.results import Drop
 from datamill.synth.parse import dialogue
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from test_synth_evol import run, sft
 from test_synth_fakes import prompts_sent, routed
 
-from datamill.ops.base import Drop
 from datamill.record import Record
+from datamill.results import Drop
 
 
 def test_paraphrase_keeps_the_answer_and_drops_copies():

@@ -14,10 +14,11 @@ from test_synth_fakes import llm_config, prompts_sent, routed
 from datamill import formats
 from datamill.formats.self_instruct import FORMAT as SEED_FORMAT
 from datamill.ops import get
-from datamill.ops.base import Drop, Generated, OpContext
+from datamill.ops.base import OpContext
 from datamill.pipeline.recipe import load
 from datamill.pipeline.runner import Runner
 from datamill.record import Record
+from datamill.results import Drop, Generated
 from datamill.synth.instructions import instruction_problem
 from datamill.synth.parse import instance_input_first, instance_output_first, numbered_items, yes_no
 from datamill.synth.rouge import RougeIndex, lcs_len, rouge_l, tokenize

@@ -32,11 +32,11 @@ from datamill.errors import DatamillError
 from datamill.ingest.command import ingest_command
 from datamill.inspect import inspect as inspect_file
 from datamill.llm.cli import llm_app
-from datamill.ops.select import select_command
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
 from datamill.prefs.cli import prefs_app
 from datamill.report import handoff_command, report_command
+from datamill.select.cli import select_command
 
 app = typer.Typer(
     help="Build LLM training data: convert, validate and inspect datasets in every trainer's format.",
@@ -396,10 +396,11 @@ def ops_cmd(name: Annotated[str | None, typer.Argument(help="Show one operator i
     """List the pipeline operators, or show one with its options."""
     registry = ops.load_all()
     if name is None:
-        table = Table("operator", "kind", "what it does")
-        for op_name, cls in sorted(registry.items()):
+        table = Table("capability", "operator", "kind", "what it does")
+        order = [*ops.MODULES, "other"]
+        for op_name, cls in sorted(registry.items(), key=lambda kv: (order.index(ops.capability(kv[1])), kv[0])):
             summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
-            table.add_row(op_name, cls.kind, escape(summary.replace("``", "")))
+            table.add_row(ops.capability(cls), op_name, cls.kind, escape(summary.replace("``", "")))
         out.print(table)
         return
     try:

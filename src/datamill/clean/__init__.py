@@ -1,1 +1,11 @@
-"""Text helpers shared by the cleaning and quality operators (no operator lives here)."""
+"""Cleaning: everything that repairs a record or drops a bad one, and why.
+
+Owns the text helpers (``text``: scripts, words, CJK counts; ``html``: HTML → text; ``names``), the
+cleaning mappers (``mappers``: HTML, unicode, width, 繁→简, whitespace, URLs, dates), PII masking with
+its checksum validators (``pii``), the SFT and pretraining filter sets (``sft_filters``,
+``pretrain_filters``: refusals, truncation, repetition, Gopher/C4-style rules), language id and
+length filters, the model-based scores (``model_scores``: LLM quality judge, perplexity) and the
+planted-defect generator used to measure them (``inject``).
+
+May import: ``datamill.record``, ``datamill.results``, ``datamill.errors``, ``datamill.llm``, and the
+operator kinds and registry (``datamill.ops.base``, ``datamill.ops.register``)."""

@@ -122,14 +122,14 @@ def _repeat(text: str, rng: random.Random, zh: bool) -> str:
 
 def _pii(rng: random.Random, zh: bool) -> str:
     def id_card() -> str:
-        from datamill.ops.pii import ID_CHECK, ID_WEIGHTS
+        from datamill.clean.checksums import ID_CHECK, ID_WEIGHTS
 
         body = f"{rng.choice(['110105', '310101', '440305', '510104'])}{rng.randint(1950, 2005)}"
         body += f"{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
         return body + ID_CHECK[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True)) % 11]
 
     def card() -> str:
-        from datamill.ops.pii import luhn
+        from datamill.clean.checksums import luhn
 
         while True:
             n = "6222" + "".join(str(rng.randrange(10)) for _ in range(12))

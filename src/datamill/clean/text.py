@@ -132,3 +132,14 @@ def word_list(name: str) -> frozenset[str]:
     """A word list shipped in ``datamill/resources`` (one entry a line, ``#`` comments)."""
     text = resources.files("datamill.resources").joinpath(name).read_text(encoding="utf-8")
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+_COUNTED_WORD = re.compile(  # a CJK character or a run of other non-space characters
+    r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def count_words(text: str) -> int:
+    """Words for length limits: a CJK character counts as one, other runs between spaces as one each."""
+    if text.isascii():  # fast path, same count: no CJK characters can be there
+        return len(text.split())
+    return len(_COUNTED_WORD.findall(text))

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from datamill.ops.base import Drop
 from datamill.record import Record
+from datamill.results import Drop
 
 
 def meta_number(meta: dict[str, Any], key: str) -> float:

@@ -4,6 +4,11 @@
 per page / slide / sheet / heading section, ``meta`` = source, doc_type, page|slide|sheet|chapter,
 headings, section) or one ``Quarantined`` naming the file and saying why it cannot be read
 (encrypted, copy-protected, empty, truncated, unknown type). A bad file never stops the others.
+
+Owns the document readers (one module per type), structured sources (``tables``, ``database``,
+``kg``, ``dialogue``), chunking (``chunking``, and the ``chunk_text`` operator) and the ``datamill
+ingest`` command (``command``). May import: ``datamill.record``, ``datamill.results``,
+``datamill.dataset``, ``datamill.io``, ``datamill.clean.html``, and the operator kinds and registry.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def decode_html(data: bytes) -> str:
 def html_to_markdown(html: str) -> str:
     import trafilatura
 
-    from datamill.ops.clean import html_fragment_to_text
+    from datamill.clean.html import html_fragment_to_text
 
     text = trafilatura.extract(
         html, output_format="markdown", include_tables=True, include_comments=False, favor_precision=True

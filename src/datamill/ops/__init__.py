@@ -1,15 +1,45 @@
-"""The operator registry. Every module in this package registers its operators with ``@register``;
-adding an operator is one small module plus its test."""
+"""The operator registry. An operator lives in the package of the capability it belongs to (its
+logic beside it) and registers itself with ``@register``; ``MODULES`` names every operator module,
+by capability, in one place — adding an operator is one module listed here plus its test.
+
+This package keeps the operator kinds (``base``), the registry and the generic steps that belong
+to no capability (limit, sample, shuffle, set_system, fill_placeholders)."""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 from datamill.errors import DatamillError
-from datamill.ops.base import Drop, Filter, Global, Mapper, Op, OpConfig, OpContext
+from datamill.ops.base import Filter, Global, Mapper, Op, OpConfig, OpContext
 
 OPS: dict[str, type[Op]] = {}
+
+MODULES: dict[str, list[str]] = {  # capability → its operator modules (under datamill.)
+    "ops": ["ops.limit", "ops.sample", "ops.shuffle", "ops.system", "ops.placeholders"],
+    "ingest": ["ingest.chunk_text"],
+    "clean": [
+        "clean.mappers",
+        "clean.pii",
+        "clean.sft_filters",
+        "clean.pretrain_filters",
+        "clean.langid",
+        "clean.length",
+        "ops.llm_quality",
+    ],
+    "dedup": ["dedup.exact", "dedup.minhash_dedup", "dedup.semantic", "dedup.decontaminate"],
+    "select": ["select.choose", "select.mix", "select.split", "select.groups", "select.tokens"],
+    "synth": [
+        "synth.self_instruct",
+        "synth.evol_instruct",
+        "synth.backtranslate",
+        "synth.doc_qa",
+        "synth.flan_templates",
+        "synth.multi_turn",
+        "synth.paraphrase",
+        "synth.add_constraints",
+    ],
+    "prefs": ["ops.prefs_candidates", "ops.prefs_judge", "ops.prefs_pairs"],
+}
 
 
 def register(cls: type[Op]) -> type[Op]:
@@ -28,10 +58,29 @@ def get(name: str) -> type[Op]:
 
 
 def load_all() -> dict[str, type[Op]]:
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name != "base":
-            importlib.import_module(f"{__name__}.{mod.name}")
+    for modules in MODULES.values():
+        for module in modules:
+            importlib.import_module(f"datamill.{module}")
     return OPS
 
 
-__all__ = ["OPS", "Drop", "Filter", "Global", "Mapper", "Op", "OpConfig", "OpContext", "get", "load_all", "register"]
+def capability(cls: type[Op]) -> str:
+    """The capability an operator belongs to: the key of ``MODULES`` that lists its module."""
+    module = cls.__module__.removeprefix("datamill.")
+    return next((cap for cap, modules in MODULES.items() if module in modules), "other")
+
+
+__all__ = [
+    "MODULES",
+    "OPS",
+    "Filter",
+    "Global",
+    "Mapper",
+    "Op",
+    "OpConfig",
+    "OpContext",
+    "capability",
+    "get",
+    "load_all",
+    "register",
+]

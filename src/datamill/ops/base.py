@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datamill.llm.client import LLMClient, LLMConfig, Usage
 from datamill.record import Record
+from datamill.results import Drop
 
 
 class OpConfig(BaseModel):
@@ -38,20 +39,6 @@ class OpContext:
     seed: int
     step: int  # position of the step in the recipe (0-based)
     workdir: Path  # private scratch directory of this step (globals keep their state here)
-
-
-@dataclass(slots=True)
-class Drop:
-    record: Record
-    reason: str
-
-
-@dataclass(slots=True)
-class Generated:
-    """Yielded by a global op for a record it made (not one it was given); wrap a ``Drop`` to reject a
-    made candidate with a reason (it then counts as generated and dropped)."""
-
-    record: Record | Drop
 
 
 class Op:

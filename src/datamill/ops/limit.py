@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator
 from pydantic import Field
 
 from datamill.ops import register
-from datamill.ops.base import Drop, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 
 @register

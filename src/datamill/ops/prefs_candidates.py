@@ -21,9 +21,10 @@ from pydantic import Field
 
 from datamill.llm import LLMClient
 from datamill.ops import register
-from datamill.ops.base import Drop, Generated, Generator, GeneratorConfig, Global, OpConfig
+from datamill.ops.base import Generator, GeneratorConfig, Global, OpConfig
 from datamill.prefs.candidates import SOURCE_MODEL, answer_of, candidates, group_key, model_of, prompt_of
 from datamill.record import Record
+from datamill.results import Drop, Generated
 
 FEEDBACK = ("score", "rating", "votes", "thumb")  # per-answer feedback a part may carry in meta
 

@@ -19,10 +19,11 @@ from pydantic import Field, model_validator
 
 from datamill.llm import LLMClient
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, OpConfig
+from datamill.ops.base import Generator, OpConfig
 from datamill.prefs import pairs as P
 from datamill.prefs.candidates import answer_of, candidates, prompt_of
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 KEEP_META = ("input", "reference", "source")
 

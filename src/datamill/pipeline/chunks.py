@@ -20,8 +20,9 @@ from datamill import formats, ops, validate
 from datamill.errors import DatamillError, RecordError
 from datamill.io.writers import JsonlWriter
 from datamill.llm import LLMClient, LLMError, StructuredOutputError
-from datamill.ops.base import Drop, Filter, Generator, Mapper, Op, OpContext
+from datamill.ops.base import Filter, Generator, Mapper, Op, OpContext
 from datamill.record import Record
+from datamill.results import Drop
 
 # One input row: (file index, format name, line or None, index in file, parsed row or None, error, raw)
 InputRow = tuple[int, str, int | None, int, dict[str, Any] | None, str | None, Any]

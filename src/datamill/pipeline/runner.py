@@ -38,12 +38,13 @@ from datamill.errors import CannotExpress, DatamillError, FileError
 from datamill.io import outputs
 from datamill.io.readers import RawRow, iter_rows
 from datamill.io.writers import JsonlWriter
-from datamill.ops.base import Drop, Generated, OpContext
+from datamill.ops.base import OpContext
 from datamill.pipeline import executors
 from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, drop_entry, read_chunk, run_chunk, stats_path
 from datamill.pipeline.recipe import Recipe, Step
 from datamill.record import Record
 from datamill.report.build import Pass, chunk_records
+from datamill.results import Drop, Generated
 
 WORK = ".datamill-work"
 LOCK = "recipe.lock.yaml"

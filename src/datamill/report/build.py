@@ -96,13 +96,13 @@ def _preview(record: dict[str, Any], limit: int = 240) -> str:
 def _lengths_counter(tokenizer: str):
     """A function text → length, and its unit: the tokenizer's tokens, or words when none loads."""
     try:
-        from datamill.ops.tokens import get_tokenizer
+        from datamill.select.tokenizer import get_tokenizer
 
         tok = get_tokenizer(tokenizer)
         tok.count("probe")
         return tok.count, "tokens"
     except (DatamillError, ImportError):
-        from datamill.ops.length import count_words
+        from datamill.clean.text import count_words
 
         return count_words, "words"
 
@@ -123,7 +123,7 @@ def collect(
     ``sample``: how many records' token lengths (and instructions) to measure when they carry no
     ``meta.tokens``; ``progress(label, done, total)``; ``workers``: processes for the pass over the
     records and for the tokenizing (default: the CPUs; 1 = this process only)."""
-    from datamill.ops.mix import effective_ratio
+    from datamill.select.mixing import effective_ratio
 
     out = Path(outdir)
     stats_path = out / "stats.json"
@@ -461,7 +461,7 @@ def _lengths_of(
 ) -> tuple[str, list[tuple[int, int]]]:
     """(unit, [(prompt, response)]) of the sampled records: meta.tokens where a record has it and the
     unit is tokens, else the tokenizer (words when none loads, or when ``tokenizer`` is None)."""
-    from datamill.ops.length import count_words
+    from datamill.clean.text import count_words
 
     tick = tick or _tick_shared
     length, unit = _lengths_counter(tokenizer) if tokenizer is not None else (count_words, "words")

@@ -1,5 +1,11 @@
-"""Pure building blocks of LLM synthesis (Self-Instruct, Evol-Instruct, doc→QA, back-translation,
-constraints): tokenizing and ROUGE-L with an index, parsing model answers, chunking, checkers.
+"""Synthesis: new instructions, answers and dialogues from seeds, documents or existing data.
 
-Nothing here calls a model; the operators in ``datamill.ops`` do, and use these to prompt, parse and
-filter. Keeping them pure keeps them fast to test and reusable (e.g. the constraint checkers)."""
+The operators (``self_instruct``, ``evol_instruct``, ``backtranslate``, ``doc_qa``,
+``flan_templates``, ``multi_turn``, ``paraphrase``, ``add_constraints``) prompt a model through
+``datamill.llm``; the pure building blocks beside them call none: tokenizing and ROUGE-L with an index
+(``rouge``), parsing model answers (``parse``), chunking (``chunking``), task and record helpers
+(``common``), instruction and evolution checks (``instructions``, ``evol``) and the constraint
+checkers (``constraints``) — fast to test and reusable.
+
+May import: ``datamill.record``, ``datamill.results``, ``datamill.errors``, ``datamill.llm``,
+``datamill.clean.text``, and the operator kinds and registry."""

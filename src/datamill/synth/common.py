@@ -12,8 +12,8 @@ from typing import Any
 
 from datamill.llm.client import Completion, LLMClient, LLMConfig, LLMError
 from datamill.llm.prompts import detect_lang
-from datamill.ops.base import Drop
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 @dataclass(slots=True)

@@ -19,8 +19,9 @@ from datamill.llm import prompts
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, GeneratorConfig
+from datamill.ops.base import Generator, GeneratorConfig
 from datamill.record import Record
+from datamill.results import Drop
 from datamill.synth.common import NOT_A_TASK, begin, provenance, sft_record
 from datamill.synth.evol import IN_BREADTH, IN_DEPTH, answer_problem, evolution_problem
 from datamill.synth.parse import clean, yes_no

@@ -22,8 +22,9 @@ from datamill.llm import prompts
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, OpConfig, OpContext
+from datamill.ops.base import Generator, OpConfig, OpContext
 from datamill.record import Record
+from datamill.results import Drop
 from datamill.synth.common import NOT_A_TASK, Task, begin, provenance, sft_record
 
 KINDS = ("zero_shot", "few_shot", "cot", "flipped")

@@ -11,8 +11,9 @@ from pydantic import Field, model_validator
 
 from datamill.ingest.chunking import chunk_record
 from datamill.ops import register
-from datamill.ops.base import Drop, Generated, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop, Generated
 
 
 @register

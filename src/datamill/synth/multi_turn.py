@@ -13,8 +13,9 @@ from datamill.llm import prompts
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, GeneratorConfig
+from datamill.ops.base import Generator, GeneratorConfig
 from datamill.record import Message, Record
+from datamill.results import Drop
 from datamill.synth.common import provenance
 from datamill.synth.parse import clean, dialogue
 

@@ -33,8 +33,9 @@ from datamill.dedup.unionfind import find, union
 from datamill.errors import DatamillError
 from datamill.llm.embeddings import EmbedConfig, get_embedder
 from datamill.ops import register
-from datamill.ops.base import Drop, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 EXACT_UP_TO = 20_000  # index: auto uses exact matrix products up to this many vectors, usearch above
 

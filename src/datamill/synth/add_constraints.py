@@ -21,8 +21,9 @@ from pydantic import Field
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, GeneratorConfig
+from datamill.ops.base import Generator, GeneratorConfig
 from datamill.record import Record
+from datamill.results import Drop
 from datamill.synth.common import NOT_A_TASK, begin, provenance, sft_record
 from datamill.synth.constraints import CHECKERS, compatible, describe, failed, word_count
 from datamill.synth.rouge import CJK

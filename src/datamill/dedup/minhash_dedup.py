@@ -42,8 +42,9 @@ from datamill.dedup.clusters import ClusterSpool
 from datamill.dedup.index import MinHashIndex
 from datamill.dedup.unionfind import find, union
 from datamill.ops import register
-from datamill.ops.base import Drop, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 BUCKET = np.dtype([("key", "<u8"), ("idx", "<u8")])
 

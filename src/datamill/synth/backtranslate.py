@@ -18,8 +18,9 @@ from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.llm.structured import StructuredOutputError, generate_json
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, GeneratorConfig
+from datamill.ops.base import Generator, GeneratorConfig
 from datamill.record import Record
+from datamill.results import Drop
 from datamill.synth.common import provenance, sft_record, task_of
 from datamill.synth.instructions import instruction_problem
 from datamill.synth.parse import clean, numbered_items

@@ -30,8 +30,9 @@ from pydantic import Field
 from datamill.clean.text import CJK
 from datamill.dedup.unionfind import find, union
 from datamill.ops import register
-from datamill.ops.base import Drop, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 TOKEN = re.compile(f"[{CJK}]|[^\\W_]+")
 

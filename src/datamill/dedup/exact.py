@@ -16,8 +16,9 @@ import orjson
 
 from datamill.dedup.clusters import meta_number
 from datamill.ops import register
-from datamill.ops.base import Drop, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 SPACES = re.compile(r"\s+")
 PUNCT = str.maketrans("", "", string.punctuation + "，。！？；：、“”‘’（）《》【】…—·")

@@ -22,8 +22,9 @@ from datamill.llm.client import LLMClient, LLMError
 from datamill.llm.prompts import detect_lang
 from datamill.llm.structured import StructuredOutputError, generate_json
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, GeneratorConfig
+from datamill.ops.base import Generator, GeneratorConfig
 from datamill.record import Record
+from datamill.results import Drop
 from datamill.synth.chunking import Chunk, chunk_text
 from datamill.synth.common import provenance, sft_record
 from datamill.synth.parse import clean

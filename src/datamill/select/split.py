@@ -28,8 +28,9 @@ from pydantic import Field, model_validator
 
 from datamill.dedup.unionfind import find, union
 from datamill.ops import register
-from datamill.ops.base import Drop, Global, OpConfig
+from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 
 def meta_value(rec: Record, field: str) -> Any:

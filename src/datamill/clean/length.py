@@ -3,20 +3,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
+from datamill.clean.text import count_words
 from datamill.ops import register
 from datamill.ops.base import Filter, OpConfig
 from datamill.record import Record
-
-WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
-
-
-def count_words(text: str) -> int:
-    if text.isascii():  # fast path, same count: no CJK characters can be there
-        return len(text.split())
-    return len(WORD.findall(text))
 
 
 @register

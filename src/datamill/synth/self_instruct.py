@@ -23,8 +23,9 @@ from pydantic import Field
 from datamill.llm import prompts
 from datamill.llm.client import LLMConfig, LLMError
 from datamill.ops import register
-from datamill.ops.base import Drop, Generated, Global, OpConfig, OpContext
+from datamill.ops.base import Global, OpConfig, OpContext
 from datamill.record import Message, Record
+from datamill.results import Drop, Generated
 from datamill.synth.common import LoopClient, Task, pick_lang, provenance, sft_record, task_of
 from datamill.synth.instructions import BANNED_EN, BANNED_ZH, instruction_problem
 from datamill.synth.parse import instance_input_first, instance_output_first, numbered_items, yes_no
