@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/report.py             # N = 200,000 (default)
     .venv/bin/python benchmarks/report.py 1000000     # 1M records
+    .venv/bin/python benchmarks/report.py 1000000 clean-sft   # the clean-sft recipe's steps instead
 
 Builds N synthetic alpaca records (JSONL, in ``benchmarks/_work/``, git-ignored, reused for the same
 N) from ``examples/alpaca_en_sample.json`` + ``examples/alpaca_zh_sample.json``: each record is a
@@ -80,24 +81,35 @@ def make_input(n: int) -> Path:
     return path
 
 
+STEPS = {
+    "quickstart": lambda: [
+        {"op": "fill_placeholders", "values": {"name": "Datamill Assistant", "author": "the datamill team"}},
+        {"op": "length_filter", "part": "answer", "unit": "words", "min": 3},
+        {"op": "exact_dedup", "part": "all"},
+        {"op": "shuffle"},
+    ],
+    # the shipped recipe's steps as they are (decontaminating against the shipped GSM8K test set)
+    "clean-sft": lambda: [
+        {**step, "benchmarks": [str(ROOT / "tests/data/gsm8k/test.jsonl")]} if step["op"] == "decontaminate" else step
+        for step in yaml.safe_load((ROOT / "recipes/clean-sft.yaml").read_text(encoding="utf-8"))["steps"]
+    ],
+}
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    recipe_name = sys.argv[2] if len(sys.argv) > 2 else "quickstart"
     t0 = time.perf_counter()
     data = make_input(n)
     gen_s = time.perf_counter() - t0
-    out = WORK / f"report_out_n{n}"
+    out = WORK / f"report_out_{recipe_name}_n{n}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     body = {
         "name": "report-bench",
         "seed": 42,
         "chunk_size": 500,
         "inputs": [str(data)],
-        "steps": [
-            {"op": "fill_placeholders", "values": {"name": "Datamill Assistant", "author": "the datamill team"}},
-            {"op": "length_filter", "part": "answer", "unit": "words", "min": 3},
-            {"op": "exact_dedup", "part": "all"},
-            {"op": "shuffle"},
-        ],
+        "steps": STEPS[recipe_name](),
         "output": {"path": str(out), "format": "sharegpt", "container": "jsonl", "report": True},
     }
     recipe_path = WORK / f"report_recipe_n{n}.yaml"
@@ -144,6 +156,7 @@ def main() -> int:
     sampled = 'data-sample="lengths"' in html
     row = {
         "n": n,
+        "recipe": recipe_name,
         "kept": result.stats.get("kept"),
         "total_s": round(total, 1),
         "report_s": round(report_s, 1),
@@ -158,7 +171,8 @@ def main() -> int:
         "input_gen_s": round(gen_s, 1),
     }
     print(
-        f"N={n:,} kept={row['kept']:,}  total {total:.1f} s  report {report_s:.1f} s ({row['report_share']:.1%}: "
+        f"{recipe_name} N={n:,} kept={row['kept']:,}  total {total:.1f} s  "
+        f"report {report_s:.1f} s ({row['report_share']:.1%}: "
         f"waiting for the pass after the write {timing['wait']:.1f} s + write_report {timing['report']:.1f} s)  "
         f"peak RSS main {self_rss:.0f} MB, largest worker {child_rss:.0f} MB"
     )

@@ -11,6 +11,10 @@ request gets ``default``. A behaviour is one of:
 - ``"drop"``: close the connection without an answer
 - ``"badjson"``: 200 with a body that is not JSON
 - ``"nochoices"``: 200 with JSON that has no ``choices``
+
+A chat request with ``logprobs: true`` gets ``choices[0].logprobs.content[0].top_logprobs`` from
+``FakeLLM.logprobs`` (a list of ``{"token", "logprob"}``, or a function of the request body returning
+one) when that is set; otherwise the answer has no logprobs, as from a server that does not support them.
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake.reply(body) if callable(fake.reply) else fake.reply
             content = text if text is not None else (reply if reply is not None else f"echo: {last}")
             choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            if body.get("logprobs") and fake.logprobs is not None:
+                top = fake.logprobs(body) if callable(fake.logprobs) else fake.logprobs
+                choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
         else:
             choice = {"index": 0, "text": text or f"completion of: {body.get('prompt')}", "finish_reason": "stop"}
         self._json(
@@ -90,10 +97,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeLLM:
-    def __init__(self, script: list | None = None, default: Any = "ok", reply: Any = None, port: int = 0):
+    def __init__(
+        self, script: list | None = None, default: Any = "ok", reply: Any = None, port: int = 0, logprobs: Any = None
+    ):
         self.script = list(script or [])
         self.default = default
         self.reply = reply
+        self.logprobs = logprobs
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()

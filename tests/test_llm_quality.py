@@ -154,7 +154,7 @@ def test_generator_accounting(tmp_path):
 
 def test_perplexity_with_the_embedded_model(tmp_path):
     pytest.importorskip("llama_cpp")
-    from datamill.ops.llm_quality import Perplexity
+    from datamill.clean.model_scores import Perplexity
 
     op = Perplexity(Perplexity.Config(part="text", max_tokens=48, max_perplexity=1000), OpContext(1, 0, tmp_path))
     fluent = Record(text="The cat sat on the mat. It was a warm and sunny day, and the children played outside.")

@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 import datamill
 from datamill import ops
+from datamill.clean.length import count_words
 from datamill.cli import app
-from datamill.ops.base import Drop, OpContext
-from datamill.ops.length import count_words
+from datamill.ops.base import OpContext
 from datamill.record import Message, Record
+from datamill.results import Drop
 
 
 def make(name: str, tmp_path: Path | None = None, seed: int = 0, **options):
@@ -127,3 +128,22 @@ def test_ops_command_lists_and_describes():
     assert one.exit_code == 0 and "min" in one.output and "filter" in one.output
     bad = runner.invoke(app, ["ops", "nope"])
     assert bad.exit_code == 1 and "unknown operator" in bad.output
+
+
+def test_every_operator_belongs_to_the_capability_package_that_holds_it():
+    import importlib
+
+    registry = ops.load_all()
+    modules = [m for ms in ops.MODULES.values() for m in ms]
+    assert len(modules) == len(set(modules))
+    for cap, listed in ops.MODULES.items():
+        for module in listed:
+            assert module.split(".")[0] == cap  # an operator module lives in its capability's package
+            assert any(cls.__module__ == f"datamill.{module}" for cls in registry.values()), module
+            importlib.import_module(f"datamill.{module}")
+    assert {ops.capability(cls) for cls in registry.values()} == set(ops.MODULES)
+    assert ops.capability(registry["minhash_dedup"]) == "dedup" and ops.capability(registry["split"]) == "select"
+    listing = CliRunner().invoke(app, ["ops"], env={"COLUMNS": "200"})
+    rows = [line for line in listing.output.splitlines() if "│" in line]
+    caps = [row.split("│")[1].strip() for row in rows if row.split("│")[1].strip()]
+    assert caps == sorted(caps, key=list(ops.MODULES).index)  # grouped, in MODULES order

@@ -33,6 +33,7 @@ def test_embedded_judge_end_to_end_keeps_only_order_independent_verdicts(tmp_pat
             {
                 "op": "judge_pairwise",
                 "models": ["text-davinci-003", "davinci"],
+                "method": "verdict",  # the written verdict (the embedded default is likelihood)
                 "max_chars": 200,
                 "reason": False,  # the verdict only: the tiny model rambles in reasons and breaks the JSON
                 "llm": {"backend": "embedded", "max_tokens": 40, "temperature": 0},

@@ -12,10 +12,10 @@ from conftest import DATA
 
 from datamill.formats import predictions
 from datamill.ops.base import OpContext
-from datamill.ops.prefs_pairs import MakeKTO, MakePairs
 from datamill.prefs import judge, rules
 from datamill.prefs import pairs as P
 from datamill.prefs.candidates import answer_of, model_of, prompt_of
+from datamill.prefs.training_pairs import MakeKTO, MakePairs
 from datamill.record import Message, Record
 from datamill.results import Drop
 
@@ -233,7 +233,7 @@ def test_python_runs_hides_the_environment(monkeypatch):
 
 
 def test_rule_score_op_ranks_gsm8k_answers_and_counts_length_bias():
-    from datamill.ops.prefs_judge import RuleScore
+    from datamill.prefs.ranking import RuleScore
 
     row = json.loads((DATA / "gsm8k" / "train.jsonl").open(encoding="utf-8").readline())
     final = row["answer"].split("####")[-1].strip()

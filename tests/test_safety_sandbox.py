@@ -19,8 +19,8 @@ import pytest
 
 from datamill.errors import DatamillError
 from datamill.ops.base import OpContext
-from datamill.ops.prefs_judge import RuleScore
 from datamill.prefs import rules, sandbox
+from datamill.prefs.ranking import RuleScore
 from datamill.record import Record
 
 

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from datamill import __version__, formats, ops, validate
@@ -396,7 +396,7 @@ def ops_cmd(name: Annotated[str | None, typer.Argument(help="Show one operator i
     """List the pipeline operators, or show one with its options."""
     registry = ops.load_all()
     if name is None:
-        table = Table("capability", "operator", "kind", "what it does")
+        table = Table(Column("capability", no_wrap=True), Column("operator", no_wrap=True), "kind", "what it does")
         order = [*ops.MODULES, "other"]
         for op_name, cls in sorted(registry.items(), key=lambda kv: (order.index(ops.capability(kv[1])), kv[0])):
             summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph

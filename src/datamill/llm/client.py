@@ -25,6 +25,7 @@ import asyncio
 import email.utils
 import hashlib
 import logging
+import math
 import os
 import random
 import re
@@ -49,6 +50,7 @@ RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524,
 CHARS_PER_TOKEN = 32
 UNBOUNDED_TOKENS = 32_768  # the tokens the bound assumes when max_tokens is None
 SECRET_HEADER = re.compile(r"authori[sz]ation|key|token|secret|password|cookie", re.I)
+TOP_LOGPROBS = 20  # the most alternatives OpenAI's chat API returns per position
 T = TypeVar("T")
 
 
@@ -202,6 +204,15 @@ class Completion:
     @classmethod
     def from_cache(cls, d: dict[str, Any]) -> Completion:
         return cls(**d, cached=True)
+
+
+@dataclass
+class ChoiceLogprobs:
+    """The log-probability of each choice as the first token of a reply (:meth:`LLMClient.choice_logprobs`)."""
+
+    logprobs: dict[str, float]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class _Bucket:
@@ -392,6 +403,47 @@ class LLMClient:
             self.cache.put(key, {"data": vectors})
         return vectors
 
+    async def choice_logprobs(
+        self, messages: Messages, choices: Sequence[str], *, system: str | None = None
+    ) -> dict[str, float]:
+        """The log-probability of each of ``choices`` (short labels such as ``["A", "B"]``) as the first
+        token of the assistant's reply to ``messages`` — a verdict read from the model's distribution
+        instead of from the text it would sample. Cached, retried and counted like :meth:`chat`.
+
+        Embedded backend: the exact log-softmax of the next-token logits, each choice summed over its
+        first tokens with and without a leading space. An endpoint: one greedy token with
+        ``logprobs``/``top_logprobs`` (the top 20); top tokens that equal a choice once stripped
+        (case-sensitive) are summed, and a choice not among them gets the lowest top log-probability
+        minus log 2 (it is less likely than every token listed; how much less the endpoint does not
+        say). An endpoint that returns no logprobs is an :class:`LLMError` (reason ``no logprobs``)."""
+        msgs = normalize_messages(messages, system)
+        body = {
+            "model": self.config.model,
+            "messages": msgs,
+            **self.config.extra,
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS,
+        }
+        choices = list(choices)
+        self.usage.requests += 1
+        key = self._cache_key("choice_logprobs", {**body, "choices": choices}) if self.cache is not None else ""
+        if key and (hit := self.cache.get(key)) is not None:
+            self.usage.cache_hits += 1
+            return hit["logprobs"]
+        estimate = estimate_tokens(msgs) + 1
+        if self.config.backend == "embedded":
+            result = await self._embedded_call("choice_logprobs", {**body, "choices": choices}, estimate)
+        else:
+            result = await self._with_retries(
+                "choice_logprobs", body, estimate, partial(self._parse_choice_logprobs, choices)
+            )
+        self._account(result, estimate)
+        if key:
+            self.cache.put(key, {"logprobs": result.logprobs})
+        return result.logprobs
+
     async def chat_many(self, batch: Sequence[Messages], **params: Any) -> list[Completion | LLMError]:
         """Run many chats concurrently (bounded by ``concurrency``); failures come back as errors."""
 
@@ -436,6 +488,13 @@ class LLMClient:
             result = await self._embedded_call(kind, body, estimate)
         else:
             result = await self._with_retries(kind, body, estimate, partial(self._parse_completion, kind, body))
+        self._account(result, estimate)
+        if key:
+            self.cache.put(key, result.to_cache())
+        return result
+
+    def _account(self, result: Completion | ChoiceLogprobs, estimate: int) -> None:
+        """Count a fresh (uncached) answer's tokens and cost; correct the TPM limiter's estimate."""
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.completion_tokens += result.completion_tokens
         c = self.config
@@ -445,9 +504,6 @@ class LLMClient:
             self.usage.cost += result.completion_tokens * c.price_completion_per_1m / 1e6
         if self._tpm is not None:
             self._tpm.adjust(result.prompt_tokens + result.completion_tokens - estimate)
-        if key:
-            self.cache.put(key, result.to_cache())
-        return result
 
     def _parse_completion(self, kind: str, body: dict[str, Any], data: Any) -> Completion:
         """The answer in a 200 body; raises :class:`_Retryable` for one that is no answer."""
@@ -469,6 +525,33 @@ class LLMClient:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             model=str(data.get("model") or self.config.model),
+        )
+
+    def _parse_choice_logprobs(self, choices: list[str], data: Any) -> ChoiceLogprobs:
+        """The choices' log-probabilities from the first position's ``top_logprobs`` of a 200 body."""
+        try:
+            choice = data["choices"][0]
+        except (KeyError, IndexError, TypeError) as e:
+            raise _Retryable("bad body", f"the answer is JSON but has no choices[] ({type(e).__name__})") from None
+        try:
+            top = {}
+            for t in (choice.get("logprobs") or {})["content"][0]["top_logprobs"]:
+                top.setdefault(str(t["token"]).strip(), []).append(float(t["logprob"]))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            top = {}
+        if not top:
+            self._fail_count("no logprobs")
+            raise LLMError(
+                f"{self.config.base_url}/chat/completions: the endpoint returned no logprobs (it must support "
+                "logprobs and top_logprobs on chat completions)",
+                "no logprobs",
+            )
+        floor = min(min(v) for v in top.values()) - math.log(2)
+        usage = data.get("usage") or {}
+        return ChoiceLogprobs(
+            {ch: logsumexp(top[ch]) if ch in top else floor for ch in choices},
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
         )
 
     def _fail_count(self, reason: str) -> None:
@@ -559,7 +642,7 @@ class LLMClient:
         except orjson.JSONDecodeError:
             raise _Retryable("bad body", f"the answer is not JSON: {self._redact(resp.text)[:120]!r}") from None
 
-    async def _embedded_call(self, kind: str, body: dict[str, Any], estimate: int) -> Completion:
+    async def _embedded_call(self, kind: str, body: dict[str, Any], estimate: int) -> Any:
         from datamill.llm.embedded import EmbeddedModel
 
         if self._embedded is None:
@@ -567,8 +650,12 @@ class LLMClient:
         async with self._sem:
             await self._limit(estimate)
             self.usage.http_requests += 1
-            fn = self._embedded.chat if kind == "chat" else self._embedded.complete
-            arg = body.get("messages") if kind == "chat" else body.get("prompt")
+            fn = {
+                "chat": self._embedded.chat,
+                "completions": self._embedded.complete,
+                "choice_logprobs": self._embedded.choice_logprobs,
+            }[kind]
+            arg = body.get("prompt") if kind == "completions" else body.get("messages")
             params = {k: v for k, v in body.items() if k not in ("model", "messages", "prompt")}
             try:
                 out = await asyncio.to_thread(fn, arg, **params)
@@ -578,7 +665,12 @@ class LLMClient:
         return out
 
 
-_PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+_PATHS = {
+    "chat": "chat/completions",
+    "choice_logprobs": "chat/completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+}
 
 
 def _not_an_answer(texts: Any, body: dict[str, Any]) -> tuple[str, str] | None:
@@ -592,6 +684,12 @@ def _not_an_answer(texts: Any, body: dict[str, Any]) -> tuple[str, str] | None:
     if longest > limit:
         return "answer too long", f"a reply of {longest:,} characters: more than max_tokens={max_tokens} allows"
     return None
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    """log(sum(exp(v))) without overflow: the log-probability of any one of several disjoint outcomes."""
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
 
 
 def _embeddings(data: Any) -> tuple[list[list[float]], int]:

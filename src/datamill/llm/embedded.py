@@ -215,7 +215,9 @@ class EmbeddedModel:
                 completion_tokens += int(out["usage"]["completion_tokens"])
         return Completion(texts, finish, n_prompt, completion_tokens, MODEL_ID)
 
-    def chat_prompt(self, messages: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    @staticmethod
+    def chat_prompt(messages: list[dict[str, Any]]) -> tuple[str, list[str]]:
+        """The few-shot completion prompt that frames ``messages`` for the base model, and its stop strings."""
         from datamill.llm.prompts import load
 
         system = "\n".join(str(m["content"]) for m in messages if m.get("role") == "system") or None
@@ -229,6 +231,37 @@ class EmbeddedModel:
         ]
         lang = messages_lang(messages)
         return load("chat_frame", lang).text(system=system, messages=turns), STOPS[lang]
+
+    def choice_logprobs(self, messages: list[dict[str, Any]], *, choices: list[str], **_ignored: Any):
+        """The log-probability of each choice (``"A"``, ``"B"`` …) as the first token of the assistant's
+        reply: one forward pass over the framed prompt, the log-softmax of the last position's logits,
+        and for a choice the log-sum of its plausible first tokens (``"A"`` and ``" A"`` — after the
+        frame's ``Assistant:`` the model writes a space first). Returns a
+        :class:`datamill.llm.client.ChoiceLogprobs`."""
+        import llama_cpp
+        import numpy as np
+
+        from datamill.llm.client import ChoiceLogprobs, logsumexp
+
+        prompt, _ = self.chat_prompt(messages)
+        with self.lock:
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            if len(tokens) > self.n_ctx:
+                raise ValueError(f"the prompt has {len(tokens)} tokens; the context holds {self.n_ctx} (raise n_ctx)")
+            self.llm.reset()
+            self.llm.eval(tokens)
+            # llama-cpp-python fills Llama.scores only with logits_all=True; the context always keeps the
+            # logits of a batch's last position
+            row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+            logits = np.ctypeslib.as_array(row, shape=(self.llm.n_vocab(),)).astype(np.float64)
+            firsts = {
+                choice: {self.llm.tokenize(text.encode("utf-8"), add_bos=False)[0] for text in (choice, " " + choice)}
+                for choice in choices
+            }
+        top = logits.max()
+        logprobs = logits - (top + np.log(np.exp(logits - top).sum()))
+        out = {choice: logsumexp([float(logprobs[i]) for i in ids]) for choice, ids in firsts.items()}
+        return ChoiceLogprobs(out, len(tokens), 0)
 
     def chat(self, messages: list[dict[str, Any]], *, stop: list[str] | str | None = None, **params: Any):
         """Chat through the few-shot frame; the answer is stripped of surrounding whitespace."""

@@ -24,7 +24,7 @@ MODULES: dict[str, list[str]] = {  # capability → its operator modules (under 
         "clean.pretrain_filters",
         "clean.langid",
         "clean.length",
-        "ops.llm_quality",
+        "clean.model_scores",
     ],
     "dedup": ["dedup.exact", "dedup.minhash_dedup", "dedup.semantic", "dedup.decontaminate"],
     "select": ["select.choose", "select.mix", "select.split", "select.groups", "select.tokens"],
@@ -38,7 +38,7 @@ MODULES: dict[str, list[str]] = {  # capability → its operator modules (under 
         "synth.paraphrase",
         "synth.add_constraints",
     ],
-    "prefs": ["ops.prefs_candidates", "ops.prefs_judge", "ops.prefs_pairs"],
+    "prefs": ["prefs.answers", "prefs.ranking", "prefs.training_pairs"],
 }
 
 

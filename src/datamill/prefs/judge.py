@@ -1,7 +1,12 @@
 """LLM-as-judge: a pointwise score (1–10 with a reason) and a pairwise verdict (A, B or tie) with
 position-bias control — the pair is judged in both orders and only a verdict that survives the swap
 counts; a verdict that flips with the order is a tie. Prompts are the ``judge`` and
-``pref_pairwise`` templates (en/zh, chosen from the prompt's language)."""
+``pref_pairwise`` templates (en/zh, chosen from the prompt's language).
+
+:func:`compare_by_likelihood` judges a pair without a written verdict: it reads the log-probabilities
+of "A" and "B" as the reply's first token (``pref_choice`` template) in both orders and averages them,
+so a constant position bias cancels out instead of turning every comparison into a tie — what a
+small local model (the embedded Gemma 270M answers "A" to everything) can still do honestly."""
 
 from __future__ import annotations
 
@@ -58,6 +63,7 @@ class Comparison:
     first_position_wins: int = 0  # how many of the verdicts picked whichever answer was shown first
     verdicts: list[str] = field(default_factory=list)  # raw winners per order, as "a"/"b"/"tie"
     reasons: list[str] = field(default_factory=list)
+    margin: float | None = None  # likelihood: the log-odds that a beats b, averaged over both orders
 
 
 def lang_of(prompt: str, lang: str) -> str:
@@ -123,6 +129,47 @@ async def compare(
     if swap:
         raw.append({"A": "b", "B": "a"}.get(got[1].winner, "tie"))
     return Comparison(winner, consistent, first_wins, raw, [v.reason for v in got])
+
+
+def _side(log_odds: float) -> str:
+    return "a" if log_odds > 0 else "b" if log_odds < 0 else "tie"
+
+
+async def compare_by_likelihood(
+    llm: LLMClient,
+    prompt: str,
+    a: str,
+    b: str,
+    *,
+    lang: str = "auto",
+    template: str = "pref_choice",
+    min_margin: float = 0.0,
+) -> Comparison:
+    """Which of ``a`` and ``b`` the model prefers, from log P("A") − log P("B") of its reply's first token,
+    asked in both orders. A judge with a position bias adds the same constant to the first-shown side in
+    each order; averaging the log-odds that ``a`` wins over the two orders cancels it:
+    ``margin = ((lpA − lpB) on (a, b) + (lpB − lpA) on (b, a)) / 2``. The winner is the side the margin
+    favours, a tie when ``|margin| < min_margin`` (or exactly 0); ``consistent`` says whether each order
+    on its own preferred that side too, ``first_position_wins`` how many orders preferred the first shown."""
+    prompts = templates.load(template, lang_of(prompt, lang))
+    forward, backward = await asyncio.gather(
+        *(
+            llm.choice_logprobs(prompts.messages(instruction=prompt, answer_a=x, answer_b=y), ["A", "B"])
+            for x, y in ((a, b), (b, a))
+        )
+    )
+    a_first = forward["A"] - forward["B"]  # log-odds that a wins, a shown first
+    a_second = backward["B"] - backward["A"]  # … a shown second
+    margin = (a_first + a_second) / 2
+    winner = "tie" if abs(margin) < min_margin else _side(margin)
+    verdicts = [_side(a_first), _side(a_second)]
+    return Comparison(
+        winner=winner,
+        consistent=verdicts[0] == verdicts[1],
+        first_position_wins=(a_first > 0) + (a_second < 0),
+        verdicts=verdicts,
+        margin=round(margin, 4),
+    )
 
 
 def length_side(winner_text: str, loser_text: str) -> str:

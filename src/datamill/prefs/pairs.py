@@ -1,6 +1,6 @@
 """From ranked candidates to training examples: which answers become chosen/rejected pairs, how votes
 are counted, and which ratings or thumbs make a KTO label. Pure functions; the ops in
-``datamill.ops.prefs_pairs`` turn their results into records."""
+``datamill.prefs.training_pairs`` turn their results into records."""
 
 from __future__ import annotations
 

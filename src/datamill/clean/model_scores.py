@@ -6,14 +6,16 @@ records below (judge) or above (perplexity) a threshold."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from datamill.llm import LLMClient, generate_json
 from datamill.llm.prompts import detect_lang, load
 from datamill.ops import register
-from datamill.ops.base import Drop, Filter, Generator, GeneratorConfig, OpConfig
+from datamill.ops.base import Filter, Generator, GeneratorConfig, OpConfig
 from datamill.record import Record
+from datamill.results import Drop
 
 
 class Rubric(BaseModel):
@@ -61,7 +63,7 @@ class PerplexityConfig(OpConfig):
     n_threads: int | None = None
 
 
-class _Scorer:
+class Scorer:
     """A llama.cpp context that keeps the logits of every position (needed for perplexity)."""
 
     def __init__(self, model_path: str | None, n_ctx: int, n_threads: int | None):
@@ -74,19 +76,33 @@ class _Scorer:
         self.llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, logits_all=True, verbose=False)
         close_at_exit(self.llm)
 
+    def token_logprobs(self, tokens: list[int], start: int = 1) -> Any:
+        """log P(token i | the tokens before it) for i = ``start`` … len − 1 (a numpy array)."""
+        import numpy as np
+
+        self.llm.reset()
+        # the output layer (Gemma's vocabulary has 262k tokens) is most of the cost of a position: the
+        # context before the scored tokens is evaluated without it (llama-cpp-python reads this flag per eval)
+        self.llm._logits_all = False
+        try:
+            self.llm.eval(tokens[: start - 1])
+        finally:
+            self.llm._logits_all = True
+        self.llm.eval(tokens[start - 1 :])
+        logits = np.array(self.llm.scores[start - 1 : len(tokens) - 1])  # float32, normalized in place
+        top = logits.max(axis=1, keepdims=True)
+        logits -= top
+        picked = logits[np.arange(len(logits)), tokens[start:]].astype(np.float64)
+        np.exp(logits, out=logits)
+        return picked - np.log(logits.sum(axis=1, dtype=np.float64))
+
     def perplexity(self, text: str, max_tokens: int) -> tuple[float, int]:
         import numpy as np
 
         tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
         if len(tokens) < 2:
             return math.nan, len(tokens)
-        self.llm.reset()
-        self.llm.eval(tokens)
-        logits = np.asarray(self.llm.scores[: len(tokens) - 1], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        picked = logits[np.arange(len(tokens) - 1), tokens[1:]]
-        return float(np.exp(np.mean(log_norm - picked))), len(tokens)
+        return float(np.exp(-np.mean(self.token_logprobs(tokens)))), len(tokens)
 
 
 @register
@@ -96,12 +112,12 @@ class Perplexity(Filter):
     name = "perplexity"
     Config = PerplexityConfig
 
-    _scorer: _Scorer | None = None  # loaded on first use; the op itself lives once per worker process
+    _scorer: Scorer | None = None  # loaded on first use; the op itself lives once per worker process
 
     def reason(self, record: Record) -> str | None:
         cfg: PerplexityConfig = self.config
         if self._scorer is None:
-            self._scorer = _Scorer(cfg.model_path, cfg.max_tokens + 8, cfg.n_threads)
+            self._scorer = Scorer(cfg.model_path, cfg.max_tokens + 8, cfg.n_threads)
         ppl, n = self._scorer.perplexity(record.part(cfg.part), cfg.max_tokens)
         record.meta["perplexity"] = None if math.isnan(ppl) else round(ppl, 3)
         self.counters["tokens_scored"] += n

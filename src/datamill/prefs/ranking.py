@@ -2,8 +2,9 @@
 
 - ``judge_score`` (generator): an LLM scores each candidate 1–10 with a reason.
 - ``judge_pairwise`` (generator): an LLM compares candidates two at a time, in both orders; a verdict
-  that flips with the order is a tie (counted as ``position_inconsistent``). Verdicts go to
-  ``meta["judgments"]`` and each candidate's ``wins``.
+  that flips with the order is a tie (counted as ``position_inconsistent``) — or, with ``method:
+  likelihood``, the log-odds of "A" vs "B" are averaged over both orders so the position bias cancels.
+  Verdicts go to ``meta["judgments"]`` and each candidate's ``wins``.
 - ``rule_score`` (mapper): a checkable rule scores each candidate (math answer vs reference,
   constraints, or your own function) — no LLM.
 
@@ -22,11 +23,12 @@ from pydantic import Field, model_validator
 
 from datamill.llm import LLMClient, LLMError, StructuredOutputError
 from datamill.ops import register
-from datamill.ops.base import Drop, Generator, GeneratorConfig, Mapper, OpConfig
+from datamill.ops.base import Generator, GeneratorConfig, Mapper, OpConfig
 from datamill.prefs import judge
 from datamill.prefs.candidates import candidates, clip, prompt_text
 from datamill.prefs.rules import get_rule
 from datamill.record import Record
+from datamill.results import Drop
 
 
 def _count_length_bias(op, cands: list[dict], key: str = "score") -> None:
@@ -87,19 +89,44 @@ class JudgeScore(Generator):
 
 @register
 class JudgePairwise(Generator):
-    """Compare candidates pairwise (all pairs, or only between ``models``), each pair in both orders
-    (``swap``); consistent verdicts count, inconsistent ones are ties. Writes ``meta["judgments"]``
-    (``a``, ``b`` candidate indexes, ``winner`` a/b/tie, ``consistent``, reasons) and ``wins``."""
+    """Compare candidates pairwise (all pairs, or only between ``models``), each pair in both orders.
+    Writes ``meta["judgments"]`` (``a``, ``b`` candidate indexes, ``winner`` a/b/tie, ``consistent``,
+    ``verdicts`` per order, reasons, ``margin``) and ``wins``.
+
+    ``method: verdict`` asks for a JSON verdict (A, B or tie) in each order (``swap``); a verdict that
+    flips with the order is a tie. ``method: likelihood`` reads log P("A") − log P("B") of the reply's
+    first token in both orders and averages the log-odds that ``a`` wins (``margin``): a judge that
+    always favours the first answer shown — the embedded 270M model answers "A" to everything, so every
+    verdict was a tie — still ranks the pair by what differs between the orders, the answers. A margin
+    below ``min_margin`` is a tie. The default is likelihood for the embedded backend (the only offline
+    method that decides anything: benchmarks/prefs_judge.py) and verdict for an endpoint."""
 
     name = "judge_pairwise"
 
     class Config(GeneratorConfig):
         models: list[str] | None = Field(None, description="only compare candidates of these models")
-        swap: bool = Field(True, description="judge both orders; a verdict that flips is a tie")
+        method: Literal["verdict", "likelihood"] | None = Field(
+            None,
+            description="verdict: a JSON verdict per order; likelihood: log-odds of A vs B averaged over both "
+            "orders (default: likelihood for the embedded backend, verdict for an endpoint)",
+        )
+        swap: bool = Field(True, description="verdict: judge both orders; a verdict that flips is a tie")
+        min_margin: float = Field(0.0, ge=0, description="likelihood: a |margin| (log-odds) below this is a tie")
         lang: Literal["auto", "en", "zh"] = "auto"
-        template: str = Field("pref_pairwise", description="prompt template name or .j2 path")
-        reason: bool = Field(True, description="ask for a reason (false: verdict only — better for tiny models)")
+        template: str | None = Field(
+            None, description="prompt template name or .j2 path (default: pref_pairwise; pref_choice for likelihood)"
+        )
+        reason: bool = Field(True, description="verdict: ask for a reason (false: the verdict only, for tiny models)")
         max_chars: int = Field(2000, ge=100, description="answers are clipped to this for the judge")
+
+        @model_validator(mode="after")
+        def _likelihood_needs_both_orders(self):
+            if self.judge_method() == "likelihood" and not self.swap:
+                raise ValueError("method likelihood asks both orders (that cancels the position bias): drop swap")
+            return self
+
+        def judge_method(self) -> str:
+            return self.method or ("likelihood" if self.llm.backend == "embedded" else "verdict")
 
     async def agenerate(self, record: Record, llm: LLMClient | None) -> list[Record | Drop]:
         assert llm is not None
@@ -112,6 +139,8 @@ class JudgePairwise(Generator):
         if not pairs:
             return [Drop(record, "fewer than 2 candidates to compare")]
         prompt = clip(prompt_text(record), c.max_chars)
+        method = c.judge_method()
+        template = c.template or ("pref_choice" if method == "likelihood" else "pref_pairwise")
 
         async def one(i: int, j: int) -> dict:
             a, b = str(cands[i].get("text", "")), str(cands[j].get("text", ""))
@@ -119,38 +148,37 @@ class JudgePairwise(Generator):
             if a.strip() == b.strip():
                 self.counters["identical_answers"] += 1
                 return {**entry, "winner": "tie", "consistent": True, "reasons": ["identical answers"]}
+            shown = (llm, prompt, clip(a, c.max_chars), clip(b, c.max_chars))
             try:
-                cmp = await judge.compare(
-                    llm,
-                    prompt,
-                    clip(a, c.max_chars),
-                    clip(b, c.max_chars),
-                    swap=c.swap,
-                    lang=c.lang,
-                    template=c.template,
-                    reason=c.reason,
-                )
+                if method == "likelihood":
+                    cmp = await judge.compare_by_likelihood(
+                        *shown, lang=c.lang, template=template, min_margin=c.min_margin
+                    )
+                else:
+                    cmp = await judge.compare(*shown, swap=c.swap, lang=c.lang, template=template, reason=c.reason)
             except (LLMError, StructuredOutputError) as e:
                 self.counters[f"judge_failed: {e.reason}"] += 1
                 return {**entry, "winner": "tie", "consistent": False, "reasons": [f"judge failed: {e.reason}"]}
             self.counters["comparisons"] += 1
             self.counters["verdicts"] += len(cmp.verdicts)
             self.counters["first_position_preferred"] += cmp.first_position_wins
-            if not cmp.consistent:
+            if not cmp.consistent:  # verdict: then a tie; likelihood: decided by the margin all the same
                 self.counters["position_inconsistent"] += 1
-            elif cmp.winner == "tie":
-                self.counters["judged_tie"] += 1
-            else:
+            if cmp.winner != "tie":
                 win, lose = (a, b) if cmp.winner == "a" else (b, a)
                 self.counters[f"{judge.length_side(win, lose)}_preferred"] += 1
+            elif cmp.consistent:
+                self.counters["judged_tie"] += 1
             return {
                 **entry,
                 "winner": cmp.winner,
                 "consistent": cmp.consistent,
                 "verdicts": cmp.verdicts,
                 "reasons": cmp.reasons,
+                "margin": cmp.margin,
                 "judge": c.llm.model,
-                "template": c.template,
+                "method": method,
+                "template": template,
             }
 
         judgments = list(await asyncio.gather(*(one(i, j) for i, j in pairs)))
