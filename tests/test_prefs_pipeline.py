@@ -228,7 +228,7 @@ def test_pointwise_scores_best_vs_worst_to_alpaca_and_sharegpt_with_ranking_entr
 
     for folder, name in (("alp", "dpo_alpaca"), ("sg", "dpo_sg")):
         aligned = lf_align.load(tmp_path / folder, name)
-        assert len(aligned) == len(rows) and not any(a.get("broken") for a in aligned)
+        assert len(aligned) == len(rows) and all(a["prompt"] and a["response"] for a in aligned)
         for a, r in zip(aligned, rows, strict=True):
             assert [m["content"] for m in a["response"]] == [r["chosen"], r["rejected"]]
             assert a["prompt"][-1]["role"] == "user" and a["prompt"][-1]["content"].startswith(r["instruction"])
@@ -291,8 +291,13 @@ def test_votes_and_ratings_files_become_pairs_and_kto_examples(tmp_path):
     assert entry["columns"]["kto_tag"] == "kto_tag"
     import lf_align
 
-    aligned = lf_align.load(tmp_path / "kto", "kto")
-    assert [a["response"][-1] for a in aligned] == [{"kto": True}, {"kto": False}, {"kto": False}, {"kto": True}]
+    aligned = lf_align.load(tmp_path / "kto", "kto")  # LLaMA-Factory: desirable [answer, ""], undesirable ["", answer]
+    assert [[m["content"] for m in a["response"]] for a in aligned] == [
+        ["巴黎。", ""],
+        ["", "里昂。"],
+        ["", "5"],
+        ["hi", ""],
+    ]
 
 
 def test_teacher_vs_student_sampling_to_pairs(tmp_path):

@@ -198,6 +198,7 @@ def test_output_loads_in_llamafactory_like_the_original(name, entry, target, ext
         return {**x, "tools": json.loads(tools) if isinstance(tools, str) and tools else None, "images": images}
 
     assert [norm(x, out_dir) for x in ours] == [norm(x, src_dir) for x in theirs]
+    assert all(os.path.isfile(p) for x in ours for p in x["images"] or [])  # LLaMA-Factory found every image
 
 
 def test_dataset_info_entries_follow_llamafactory_conventions(tmp_path):
