@@ -10,11 +10,12 @@ that ``count_tokens`` (or ``cutoff_len``) stored; otherwise the tokenizer only s
 sample of ``sample`` records (bottom-k of a key fixed by seed, file and position, so the same
 whatever the split over processes), and the report says so with the sample's precision. The
 instruction-type figure (jieba part-of-speech tagging) uses the first ``INSTRUCTION_SAMPLE`` of that
-sample. The pass runs in worker processes, one group of files each. A run starts it over its last
-stage's chunk files while it writes the shards (the writer is one process; the pass takes the other
-cores): they hold the full records with meta (``source``, ``tokens``, ``lang``, scores) even when the
-output format keeps none. A later ``datamill report`` reads the data files, where a source the
-format did not keep shows as "(not recorded)", never as the output file. The sample's tokenizing
+sample. The pass runs in worker processes that claim files one at a time. A run starts it over
+its last stage's chunk files while it writes the shards (the writer is one process; the pass takes
+the other cores, and the writer's once the write is done): they hold the full records with meta
+(``source``, ``tokens``, ``lang``, scores) even when the output format keeps none. A later
+``datamill report`` reads the data files, where a source the format did not keep shows as
+"(not recorded)", never as the output file. The sample's tokenizing
 runs in worker processes too."""
 
 from __future__ import annotations
@@ -205,13 +206,13 @@ def _lang(text: str) -> str | None:
     """``script_lang(text, strict=False)`` of datamill.clean.text, the same answer, counted faster: no
     code to strip without a backtick, ASCII text is English once it has 8 letters, counts by
     substitution (no list of matches)."""
-    from datamill.clean.text import CJK_CHAR, LATIN_WORD, strip_code
+    from datamill.clean.text import LATIN_WORD, cjk_count, strip_code
 
     prose = strip_code(text) if "`" in text else text
     if prose.isascii() and ASCII_LETTERS_8.match(prose):
         return "en"
     n = len(prose)
-    cjk = 0 if prose.isascii() else n - len(CJK_CHAR.sub("", prose))
+    cjk = 0 if prose.isascii() else cjk_count(prose)
     latin_chars = n - len(LATIN_WORD.sub("", prose))
     if cjk + latin_chars < 8:
         return None
@@ -269,17 +270,28 @@ def _original_sources(path: Path):
 
 
 _DONE = None  # records counted so far, shared with the worker processes (a multiprocessing.Value)
+_NEXT = None  # the index of the next file a worker of a Pass claims (a multiprocessing.Value)
 
 
-def _init_worker(done) -> None:
-    global _DONE
-    _DONE = done
+def _init_worker(done, claim=None) -> None:
+    global _DONE, _NEXT
+    _DONE, _NEXT = done, claim
 
 
 def _tick_shared(n: int) -> None:
     if _DONE is not None:
         with _DONE.get_lock():
             _DONE.value += n
+
+
+def _claim(count: int) -> int | None:
+    """The index of the next file nobody has counted yet, or None when all are taken."""
+    with _NEXT.get_lock():
+        index = _NEXT.value
+        if index >= count:
+            return None
+        _NEXT.value = index + 1
+    return index
 
 
 @functools.lru_cache(maxsize=4096)
@@ -360,52 +372,73 @@ def _count_files(
 ) -> _Partial:
     """The tally of the records of ``files`` ((index, path))."""
     tally = Tally(k, seed)
-    tick = tick or _tick_shared
-    pending = 0
     for index, path in files:
-        tally.start_file(index)
-        for rec in read(path):
-            tally.add(rec)
-            pending += 1
-            if pending == PROGRESS_EVERY:
-                tick(pending)
-                pending = 0
+        _count_file(tally, index, read(path), tick or _tick_shared)
+    return tally.result()
+
+
+def _count_file(tally: Tally, index: int, records: Iterator[Record], tick: Callable[[int], None]) -> None:
+    tally.start_file(index)
+    pending = 0
+    for rec in records:
+        tally.add(rec)
+        pending += 1
+        if pending == PROGRESS_EVERY:
+            tick(pending)
+            pending = 0
     if pending:
         tick(pending)
+
+
+def _count_claimed(files: list[str], read: Reader, k: int, seed: int) -> _Partial:
+    """A Pass worker: the tally of the files it claims, one at a time, until none is left."""
+    tally = Tally(k, seed)
+    while (index := _claim(len(files))) is not None:
+        _count_file(tally, index, read(files[index]), _tick_shared)
     return tally.result()
 
 
 class Pass:
-    """The pass over every record of ``files`` in worker processes, one group of files each: started
-    now, collected by ``result``. A run starts it before it writes its shards, so the counting uses
-    the cores the one-process writer leaves idle instead of adding a phase after it."""
+    """The pass over every record of ``files`` in worker processes that claim the files one at a
+    time: started now, collected by ``result``. A run starts it before it writes its shards, so the
+    counting uses the cores the one-process writer leaves idle instead of adding a phase after it;
+    once the write is done (``result``), the writer's core joins in on the files still unclaimed."""
 
     def __init__(self, files: list[str], read: Reader, k: int = SAMPLE_SIZE, seed: int = 0, workers: int = 1):
         import multiprocessing
 
-        indexed = list(enumerate(files))
-        n = max(1, min(workers, len(indexed)))
-        ctx = multiprocessing.get_context("fork")
-        self.done = ctx.Value("q", 0)
-        self.pool = ctx.Pool(n, initializer=_init_worker, initargs=(self.done,))
-        groups = [indexed[g * len(indexed) // n : (g + 1) * len(indexed) // n] for g in range(n)]
-        self.parts = [self.pool.apply_async(_count_files, (group, read, k, seed)) for group in groups]
+        self.args = (files, read, k, seed)
+        self.ctx = multiprocessing.get_context("fork")
+        self.done, self.next = self.ctx.Value("q", 0), self.ctx.Value("q", 0)
+        self.pools: list = []
+        self.parts: list = []
+        self._add_workers(max(1, min(workers, len(files))))
 
-    def result(self, report: Progress, total: int | None) -> list[_Partial]:
+    def _add_workers(self, n: int) -> None:
+        pool = self.ctx.Pool(n, initializer=_init_worker, initargs=(self.done, self.next))
+        self.pools.append(pool)
+        self.parts += [pool.apply_async(_count_claimed, self.args) for _ in range(n)]
+
+    def result(self, report: Progress, total: int | None, join: int = 1) -> list[_Partial]:
+        """The partials, once every file is counted; ``join`` more workers take the files still
+        unclaimed (the cores that were busy writing)."""
         import time
 
         try:
+            if join > 0 and self.next.value < len(self.args[0]):
+                self._add_workers(join)
             while not all(part.ready() for part in self.parts):
                 report("report", self.done.value, total)
-                time.sleep(0.5)
+                time.sleep(0.2)
             parts = [part.get() for part in self.parts]
         finally:
-            self.pool.terminate()
+            self.cancel()
         report("report", sum(part.records for part in parts), total)
         return parts
 
     def cancel(self) -> None:
-        self.pool.terminate()
+        for pool in self.pools:
+            pool.terminate()
 
 
 def _count_all(files, k, seed, workers, total, report) -> list[_Partial]:
@@ -414,7 +447,7 @@ def _count_all(files, k, seed, workers, total, report) -> list[_Partial]:
 
     n = max(1, min(workers or os.cpu_count() or 1, len(files)))
     if n > 1:
-        return Pass(files, output_records, k, seed, n).result(report, total)
+        return Pass(files, output_records, k, seed, n).result(report, total, join=0)
     report("report", 0, total)
     seen = [0]
 
