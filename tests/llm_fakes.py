@@ -1,11 +1,15 @@
 """A small OpenAI-compatible HTTP server on 127.0.0.1 that misbehaves on purpose (LLM-layer tests).
 
 ``FakeLLM.script`` is a list of behaviours used one per request, in order; when it runs out every
-request gets ``default``. A behaviour is one of:
+request gets ``route(body)`` when ``route`` (a function of the request body) is set, else ``default``.
+A behaviour is one of:
 
 - ``"ok"``: a valid answer (chat: ``reply`` — a string, or a function of the request body that returns
   one — or an echo of the last user message; completions; embeddings)
 - ``("text", s)``: a valid chat answer whose content is ``s``
+- ``("message", fields, extra)``: a chat answer whose message is ``{"role": "assistant", **fields}`` — e.g.
+  ``{"content": None, "reasoning_content": "…"}`` as a reasoning server sends it; ``extra`` (optional)
+  sets ``finish_reason`` (default ``"stop"``) and ``usage`` (default: 7 prompt + 3 completion tokens)
 - ``("status", code, headers, body)``: that HTTP status (e.g. 429 with Retry-After, 500)
 - ``"hang"``: no answer until the server stops (past any client timeout)
 - ``"drop"``: close the connection without an answer
@@ -22,8 +26,11 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -48,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         with fake.lock:
             fake.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-            behaviour = fake.script.pop(0) if fake.script else fake.default
+            behaviour = fake.script.pop(0) if fake.script else fake.route(body) if fake.route else fake.default
         if behaviour == "hang":
             fake.stop_event.wait(30)
             return
@@ -63,6 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(behaviour, tuple) and behaviour[0] == "status":
             _, code, headers, payload = behaviour
             return self._json(code, payload if isinstance(payload, bytes) else {"error": {"message": payload}}, headers)
+        if isinstance(behaviour, tuple) and behaviour[0] == "message":
+            fields, extra = behaviour[1], (behaviour[2] if len(behaviour) > 2 else {})
+            message = {"role": "assistant", **fields}
+            choice = {"index": 0, "message": message, "finish_reason": extra.get("finish_reason", "stop")}
+            return self._answer(body, choice, extra.get("usage", USAGE))
         text = behaviour[1] if isinstance(behaviour, tuple) else None
         if self.path.endswith("/embeddings"):
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -78,6 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
                 choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
         else:
             choice = {"index": 0, "text": text or f"completion of: {body.get('prompt')}", "finish_reason": "stop"}
+        self._answer(body, choice, USAGE)
+
+    def _answer(self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]) -> None:
         self._json(
             200,
             {
@@ -85,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "chat.completion",
                 "model": body.get("model"),
                 "choices": [choice] * int(body.get("n") or 1),
-                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+                "usage": usage,
             },
         )
 
@@ -98,10 +113,17 @@ class _Server(ThreadingHTTPServer):
 
 class FakeLLM:
     def __init__(
-        self, script: list | None = None, default: Any = "ok", reply: Any = None, port: int = 0, logprobs: Any = None
+        self,
+        script: list | None = None,
+        default: Any = "ok",
+        reply: Any = None,
+        port: int = 0,
+        logprobs: Any = None,
+        route: Callable[[dict[str, Any]], Any] | None = None,
     ):
         self.script = list(script or [])
         self.default = default
+        self.route = route
         self.reply = reply
         self.logprobs = logprobs
         self.requests: list[dict[str, Any]] = []

@@ -1,5 +1,6 @@
 """The LLM layer: one async client for any OpenAI-compatible endpoint and the embedded local model,
-a disk cache, structured (JSON-schema) output, prompt templates as files, and embeddings.
+a disk cache, structured (JSON-schema) output, prompt templates as files, and embeddings. A reasoning
+model's thinking is kept apart from its answer (``datamill.llm.reasoning``).
 
     from datamill.llm import LLMClient, LLMConfig, generate_json, prompts
 
@@ -11,7 +12,16 @@ Heavy runtimes (llama-cpp-python, sentence-transformers) load only when first us
 """
 
 from datamill.llm.cache import Cache, make_key
-from datamill.llm.client import Completion, LLMClient, LLMConfig, LLMError, LLMUnreachable, Usage, run_sync
+from datamill.llm.client import (
+    Completion,
+    LLMClient,
+    LLMConfig,
+    LLMError,
+    LLMUnreachable,
+    NoAnswer,
+    Usage,
+    run_sync,
+)
 from datamill.llm.structured import StructuredOutputError, extract_json, generate_json
 
 __all__ = [
@@ -21,6 +31,7 @@ __all__ = [
     "LLMConfig",
     "LLMError",
     "LLMUnreachable",
+    "NoAnswer",
     "StructuredOutputError",
     "Usage",
     "extract_json",

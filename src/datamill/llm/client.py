@@ -12,6 +12,10 @@ What it does for every request:
   a bad body and never cached;
 - with a run seed (a recipe's ``seed``), a request that samples and has no seed of its own gets one
   derived from the run seed and the request, so a sampled step draws the same answers in every run;
+- a reasoning model's thinking (a ``reasoning_content``/``reasoning`` field, or ``<think>…</think>`` in
+  the content) kept apart from the answer (:mod:`datamill.llm.reasoning`): ``Completion.text`` is the
+  answer alone, ``Completion.reasoning`` the thinking; a chat that thought but never answered raises
+  :class:`NoAnswer`;
 - usage accounting (:class:`Usage`) that a caller puts into its stats.
 
 The API key is read from the environment variable *named* by ``api_key_env`` when a request is
@@ -40,6 +44,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from datamill.errors import DatamillError
+from datamill.llm import reasoning
 
 log = logging.getLogger("datamill.llm")
 
@@ -68,6 +73,22 @@ class LLMError(DatamillError):
 
     def __reduce__(self):  # survives pickling across worker processes with its fields
         return (type(self), (str(self), self.reason, self.status, self.attempts))
+
+
+class NoAnswer(LLMError):
+    """The model thought but gave no answer (cut off at ``max_tokens`` while reasoning, or stopped after
+    it). The reply is cached like any answer; ``completion`` has it (None once pickled)."""
+
+    def __init__(
+        self,
+        message: str,
+        reason: str = "no answer",
+        status: int | None = None,
+        attempts: int = 1,
+        completion: Completion | None = None,
+    ):
+        super().__init__(message, reason, status, attempts)
+        self.completion = completion
 
 
 class LLMUnreachable(DatamillError):
@@ -155,6 +176,8 @@ class Usage:
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # part of completion_tokens: the server's completion_tokens_details, or estimated
+    reasoning_tokens_estimated: int = 0  # how many of reasoning_tokens were estimated from the text
     cost: float = 0.0
     retry_wait_seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
@@ -181,29 +204,69 @@ class Usage:
 
 @dataclass
 class Completion:
+    """The answers of one request. For chat, ``texts`` are the answers without a reasoning model's
+    thinking; ``reasonings`` has the thinking per choice (None: none), empty when nobody thought."""
+
     texts: list[str]
     finish_reasons: list[str | None]
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
     cached: bool = False
+    reasonings: list[str | None] = field(default_factory=list)
+    reasoning_tokens: int = 0
+    reasoning_tokens_estimated: bool = False  # the server did not report them: counted from the text
 
     @property
     def text(self) -> str:
         return self.texts[0] if self.texts else ""
 
+    @property
+    def reasoning(self) -> str | None:
+        return self.reasonings[0] if self.reasonings else None
+
     def to_cache(self) -> dict[str, Any]:
-        return {
+        out = {
             "texts": self.texts,
             "finish_reasons": self.finish_reasons,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "model": self.model,
         }
+        if any(r is not None for r in self.reasonings):  # an entry without thinking keeps the old form
+            out.update(
+                reasonings=self.reasonings,
+                reasoning_tokens=self.reasoning_tokens,
+                reasoning_tokens_estimated=self.reasoning_tokens_estimated,
+            )
+        return out
 
     @classmethod
-    def from_cache(cls, d: dict[str, Any]) -> Completion:
-        return cls(**d, cached=True)
+    def from_cache(cls, d: dict[str, Any], chat: bool = False) -> Completion:
+        """A cached answer. A chat entry without ``reasonings`` may predate the reasoning split (its
+        texts may still hold ``<think>`` blocks): it is split now (a no-op on texts without one)."""
+        out = cls(**{k: v for k, v in d.items() if k in _COMPLETION_FIELDS}, cached=True)
+        return split_thinking(out) if chat and "reasonings" not in d else out
+
+
+def split_thinking(result: Completion, fields: Sequence[str | None] = (), reported: Any = None) -> Completion:
+    """``result`` with each text split into answer and thinking (:func:`datamill.llm.reasoning.split`):
+    ``fields`` are the choices' reasoning fields, ``reported`` the server's
+    ``completion_tokens_details.reasoning_tokens``; without it the thinking's tokens are estimated."""
+    pairs = [reasoning.split(t, f) for t, f in zip(result.texts, [*fields] or [None] * len(result.texts), strict=True)]
+    thoughts = [r for _, r in pairs]
+    if any(r is not None for r in thoughts):
+        result.texts = [a if a is not None else "" for a, _ in pairs]
+        result.reasonings = thoughts
+    if isinstance(reported, int) and not isinstance(reported, bool) and (reported > 0 or not any(thoughts)):
+        result.reasoning_tokens = reported  # (a 0 next to reasoning text is a server that does not count them)
+    elif any(thoughts):
+        result.reasoning_tokens = sum(reasoning.estimate_tokens(r) for r in thoughts if r)
+        result.reasoning_tokens_estimated = True
+    return result
+
+
+_COMPLETION_FIELDS = frozenset(f for f in Completion.__dataclass_fields__ if f != "cached")
 
 
 @dataclass
@@ -382,7 +445,9 @@ class LLMClient:
         body = {"model": self.config.model, "messages": msgs, **self.config.sampling(), **params}
         if response_format is not None:
             body["response_format"] = response_format
-        return await self._generate("chat", body)
+        out = await self._generate("chat", body)
+        self._check_answered(out, body)
+        return out
 
     async def complete(self, prompt: str, **params: Any) -> Completion:
         """One text completion (``/v1/completions``; base models, few-shot prompts)."""
@@ -456,6 +521,22 @@ class LLMClient:
         return list(await asyncio.gather(*(one(m) for m in batch)))
 
     # ----------------------------------------------------------------- internals
+    def _check_answered(self, out: Completion, body: dict[str, Any]) -> None:
+        """Raise :class:`NoAnswer` when no choice has an answer because the model only thought: an
+        empty string must not pass for the answer (a judge's verdict, a record's reply)."""
+        if not out.reasonings:
+            return
+        choices = zip(out.texts, out.reasonings, out.finish_reasons, strict=False)
+        problems = [reasoning.missing_answer(*c) for c in choices]
+        if problems and all(problems):
+            self._fail_count(problems[0])
+            raise NoAnswer(
+                f"{problems[0]} (finish_reason {out.finish_reasons[0]!r}, max_tokens={body.get('max_tokens')}, "
+                f"~{out.reasoning_tokens} reasoning tokens): raise max_tokens or ask for less thinking",
+                problems[0],
+                completion=out,
+            )
+
     def _cache_key(self, kind: str, body: dict[str, Any]) -> str:
         from datamill.llm.cache import make_key
 
@@ -482,10 +563,12 @@ class LLMClient:
         # an entry that is no answer was cached before replies were checked: ask again (and replace it)
         if key and (hit := self.cache.get(key)) is not None and _not_an_answer(hit.get("texts"), body) is None:
             self.usage.cache_hits += 1
-            return Completion.from_cache(hit)
+            return Completion.from_cache(hit, chat=kind == "chat")
         estimate = estimate_tokens(body.get("messages") or body.get("prompt") or "") + int(body.get("max_tokens") or 0)
         if self.config.backend == "embedded":
             result = await self._embedded_call(kind, body, estimate)
+            if kind == "chat":
+                result = split_thinking(result)
         else:
             result = await self._with_retries(kind, body, estimate, partial(self._parse_completion, kind, body))
         self._account(result, estimate)
@@ -497,6 +580,10 @@ class LLMClient:
         """Count a fresh (uncached) answer's tokens and cost; correct the TPM limiter's estimate."""
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.completion_tokens += result.completion_tokens
+        if isinstance(result, Completion) and result.reasoning_tokens:
+            self.usage.reasoning_tokens += result.reasoning_tokens
+            if result.reasoning_tokens_estimated:
+                self.usage.reasoning_tokens_estimated += result.reasoning_tokens
         c = self.config
         if c.price_prompt_per_1m:
             self.usage.cost += result.prompt_tokens * c.price_prompt_per_1m / 1e6
@@ -506,26 +593,36 @@ class LLMClient:
             self._tpm.adjust(result.prompt_tokens + result.completion_tokens - estimate)
 
     def _parse_completion(self, kind: str, body: dict[str, Any], data: Any) -> Completion:
-        """The answer in a 200 body; raises :class:`_Retryable` for one that is no answer."""
+        """The answer in a 200 body (for chat: split from the model's thinking); raises
+        :class:`_Retryable` for one that is no answer."""
+        fields: list[str | None] = []
         try:
             choices = data["choices"]
             if kind == "chat":
-                texts = [(ch.get("message") or {}).get("content") for ch in choices]
+                messages = [ch.get("message") or {} for ch in choices]
+                texts = [m.get("content") for m in messages]
+                fields = [reasoning.message_reasoning(m) for m in messages]
             else:
                 texts = [ch.get("text") for ch in choices]
             finish = [ch.get("finish_reason") for ch in choices]
         except (KeyError, TypeError, AttributeError) as e:
             raise _Retryable("bad body", f"the answer is JSON but has no choices[] ({type(e).__name__})") from None
-        if problem := _not_an_answer(texts, body):
+        # thinking counts against max_tokens too; content null next to a reasoning field is an answer
+        whole = [t if f is None else (t or "") + f for t, f in zip(texts, fields, strict=True)] if fields else texts
+        if problem := _not_an_answer(whole, body):
             raise _Retryable(*problem)
         usage = data.get("usage") or {}
-        return Completion(
+        out = Completion(
             texts=texts,
             finish_reasons=finish,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             model=str(data.get("model") or self.config.model),
         )
+        if kind == "chat":
+            details = usage.get("completion_tokens_details")
+            split_thinking(out, fields, details.get("reasoning_tokens") if isinstance(details, dict) else None)
+        return out
 
     def _parse_choice_logprobs(self, choices: list[str], data: Any) -> ChoiceLogprobs:
         """The choices' log-probabilities from the first position's ``top_logprobs`` of a 200 body."""

@@ -5,6 +5,10 @@ whose ``reason`` a caller turns into a drop reason.
 The request carries ``response_format`` when the endpoint takes it (``json_schema`` first, then
 ``json_object``, then nothing: an endpoint that answers 400 to one mode is remembered and asked the
 next way). The embedded model turns the schema into a llama.cpp grammar.
+
+A reasoning model's thinking never reaches the parser: the client hands over the answer alone
+(:mod:`datamill.llm.reasoning`), so JSON written while thinking is not taken for the verdict, and a
+re-ask quotes back only the answer (reasoning models' chat templates drop past thinking too).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from datamill.llm.client import LLMClient, LLMConfig, Usage
+from datamill.llm.reasoning import Mode as ReasoningMode
 from datamill.record import Record
 from datamill.results import Drop
 
@@ -87,6 +88,15 @@ class Global(Op):
 
 class GeneratorConfig(OpConfig):
     llm: LLMConfig = Field(default_factory=LLMConfig, description="the model to call (default: embedded Gemma)")
+
+
+class AnswerGeneratorConfig(GeneratorConfig):
+    """Options of a generator that writes the model's answers into records: ``reasoning`` says what
+    becomes of a reasoning model's thinking (see :mod:`datamill.llm.reasoning`)."""
+
+    reasoning: ReasoningMode = Field(
+        "drop", description="drop: the answer only; keep: a <think> block before it; field: in meta.reasoning"
+    )
 
 
 class Generator(Op):

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from datamill.llm import LLMClient
+from datamill.llm import LLMClient, reasoning
 from datamill.ops import register
-from datamill.ops.base import Generator, GeneratorConfig, Global, OpConfig
+from datamill.ops.base import AnswerGeneratorConfig, Generator, Global, OpConfig
 from datamill.prefs.candidates import SOURCE_MODEL, answer_of, candidates, group_key, model_of, prompt_of
 from datamill.record import Record
 from datamill.results import Drop, Generated
@@ -98,11 +98,13 @@ class GroupAnswers(Global):
 class SampleAnswers(Generator):
     """Ask ``llm`` for ``n`` answers to the record's prompt and add them to ``meta["candidates"]`` under
     the name ``label`` (default: the model name). The record's own answer, if any, becomes a candidate
-    too (``keep_answer``), named ``meta["model"]`` or ``answer_label``."""
+    too (``keep_answer``), named ``meta["model"]`` or ``answer_label``. A reasoning model's thinking is
+    dropped, kept in the candidate's text or put in its ``reasoning`` field (``reasoning``); a sample that
+    only thought is counted, not kept."""
 
     name = "sample_answers"
 
-    class Config(GeneratorConfig):
+    class Config(AnswerGeneratorConfig):
         n: int = Field(2, ge=1, le=64)
         temperature: float = Field(0.8, ge=0)
         label: str | None = Field(None, description="the candidates' model name (default: llm.model)")
@@ -122,19 +124,27 @@ class SampleAnswers(Generator):
         msgs = ([{"role": "system", "content": record.system}] if record.system else []) + [m.to_dict() for m in prompt]
         base_seed = c.llm.seed if c.llm.seed is not None else self.context.seed
         done = await asyncio.gather(
-            *(llm.chat(msgs, temperature=c.temperature, seed=base_seed + i) for i in range(c.n))
+            *(
+                reasoning.answer(llm, msgs, c.reasoning, temperature=c.temperature, seed=base_seed + i)
+                for i in range(c.n)
+            )
         )
         label = c.label or c.llm.model
         seen = {str(x.get("text")) for x in cands}
         for out in done:
-            text = out.text.strip()
-            if not text:
+            text = out.text
+            if out.problem:
+                self.counters[f"unanswered_samples: {out.problem}"] += 1
+            elif not text:
                 self.counters["empty_samples"] += 1
             elif text in seen:
                 self.counters["duplicate_samples"] += 1
             else:
                 seen.add(text)
-                cands.append({"model": label, "text": text, "method": "sample_answers", "temperature": c.temperature})
+                cands.append(
+                    {"model": label, "text": out.written, **out.meta, "method": "sample_answers",
+                     "temperature": c.temperature}
+                )  # fmt: skip
                 self.counters["samples"] += 1
         record.messages = prompt
         record.meta["candidates"] = cands

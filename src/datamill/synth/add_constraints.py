@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from datamill.llm import reasoning
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Generator, GeneratorConfig
+from datamill.ops.base import AnswerGeneratorConfig, Generator
 from datamill.record import Record
 from datamill.results import Drop
 from datamill.synth.common import NOT_A_TASK, begin, provenance, sft_record
@@ -90,7 +91,7 @@ class AddConstraints(Generator):
 
     name = "add_constraints"
 
-    class Config(GeneratorConfig):
+    class Config(AnswerGeneratorConfig):
         types: list[ConstraintType] = Field(default_factory=lambda: list(CHECKERS))
         per_record: int = Field(2, ge=1, le=5, description="constraints added to each instruction")
         attempts: int = Field(2, ge=1, le=10, description="answers asked for before giving up")
@@ -111,18 +112,18 @@ class AddConstraints(Generator):
         sep = "" if lang == "zh" else " "
         instruction = task.instruction.rstrip() + sep + sep.join(describe(x, lang) for x in constraints)
         prompt = "\n".join(p for p in (instruction, task.input) if p)
-        answer, bad, tries = "", ["no answer"], 0
+        answer, bad, tries = reasoning.Answer("", None, c.reasoning), ["no answer"], 0
         for tries in range(1, c.attempts + 1):
-            answer = (await llm.chat(prompt, **({"seed": tries} if tries > 1 else {}))).text.strip()
-            bad = failed(answer, constraints)
+            answer = await reasoning.answer(llm, prompt, c.reasoning, **({"seed": tries} if tries > 1 else {}))
+            bad = [answer.problem] if answer.problem else failed(answer.text, constraints)
             if not bad:
                 break
         prov = provenance(
             "add_constraints", c.llm, "datamill.synth.constraints", parent_id=record.id, constraints=constraints,
             attempts=tries,
         )  # fmt: skip
-        rec = sft_record(instruction, task.input, answer, prov)
-        for t in bad:
+        rec = sft_record(instruction, task.input, answer.written, prov, **answer.meta)
+        for t in bad if answer.problem is None else ():
             self.counters[f"failed: {t}"] += 1
-        out.append(Drop(rec, f"fails constraint: {bad[0]}") if bad else rec)
+        out.append(Drop(rec, answer.problem or f"fails constraint: {bad[0]}") if bad else rec)
         return out

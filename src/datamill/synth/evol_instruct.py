@@ -15,11 +15,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from datamill.llm import prompts
+from datamill.llm import prompts, reasoning
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Generator, GeneratorConfig
+from datamill.ops.base import AnswerGeneratorConfig, Generator
 from datamill.record import Record
 from datamill.results import Drop
 from datamill.synth.common import NOT_A_TASK, begin, provenance, sft_record
@@ -35,7 +35,7 @@ class EvolInstruct(Generator):
 
     name = "evol_instruct"
 
-    class Config(GeneratorConfig):
+    class Config(AnswerGeneratorConfig):
         rounds: int = Field(3, ge=1, description="evolutions per record, each built on the last good one")
         methods: list[Method] = Field(default_factory=lambda: [*IN_DEPTH, *IN_BREADTH])
         check_gain: bool = Field(True, description="ask the model whether an in-depth evolution adds anything")
@@ -64,15 +64,15 @@ class EvolInstruct(Generator):
                 same = await llm.chat(prompts.load("evol_equal", lang).messages(original=current, evolved=evolved))
                 if yes_no(same.text):
                     reason = "no information gain"
-            answer = ""
+            answer = reasoning.Answer("", None, c.reasoning)
             if reason is None:
-                answer = (await llm.chat(evolved)).text.strip()
-                reason = answer_problem(answer)
+                answer = await reasoning.answer(llm, evolved, c.reasoning)
+                reason = answer.problem or answer_problem(answer.text)
             prov = provenance(
                 "evol_instruct", c.llm, f"{template}.{lang}", round=rnd, evolution=method, parent_id=parent,
                 root_id=record.id,
             )  # fmt: skip
-            candidate = sft_record(evolved, "", answer, prov)
+            candidate = sft_record(evolved, "", answer.written, prov, **answer.meta)
             self.counters[f"evolution: {method}"] += 1
             if reason is not None:
                 out.append(Drop(candidate, f"eliminated: {reason}"))

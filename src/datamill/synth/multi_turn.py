@@ -9,11 +9,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from datamill.llm import prompts
+from datamill.llm import prompts, reasoning
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Generator, GeneratorConfig
+from datamill.ops.base import AnswerGeneratorConfig, Generator
 from datamill.record import Message, Record
 from datamill.results import Drop
 from datamill.synth.common import provenance
@@ -26,7 +26,7 @@ class MultiTurn(Generator):
 
     name = "multi_turn"
 
-    class Config(GeneratorConfig):
+    class Config(AnswerGeneratorConfig):
         turns: int = Field(2, ge=1, le=20, description="exchanges to add (or to write from a document)")
         keep_source: bool = True
         max_doc_chars: int = Field(3000, ge=100, description="documents are cut to this many characters")
@@ -42,7 +42,8 @@ class MultiTurn(Generator):
         if record.kind != "sft" or len(msgs) < 2 or msgs[-1].role != "assistant" or msgs[-2].role != "user":
             return [Drop(record, "not a conversation ending in an answer")]
         lang = c.lang if c.lang != "auto" else detect_lang(" ".join(m.content for m in msgs))
-        convo = list(msgs)
+        convo = list(msgs)  # what the model sees: answers without their thinking
+        written, thoughts = list(msgs), []  # what the record holds
         reason = None
         for _ in range(c.turns):
             shown = [m.to_dict() for m in convo if m.role in ("user", "assistant")]
@@ -51,13 +52,17 @@ class MultiTurn(Generator):
                 reason = "no new follow-up question"
                 break
             history = [m.to_dict() for m in convo] + [{"role": "user", "content": follow}]
-            answer = (await llm.chat(history, system=record.system)).text.strip()
-            if not answer:
-                reason = "empty answer to the follow-up"
+            answer = await reasoning.answer(llm, history, c.reasoning, system=record.system)
+            if answer.problem or not answer.text:
+                reason = answer.problem or "empty answer to the follow-up"
                 break
-            convo += [Message("user", follow), Message("assistant", answer)]
+            convo += [Message("user", follow), Message("assistant", answer.text)]
+            written += [Message("user", follow), Message("assistant", answer.written)]
+            thoughts.append(answer.meta.get("reasoning"))
         added = (len(convo) - len(msgs)) // 2
-        rec = Record(messages=convo, system=record.system, tools=record.tools)
+        rec = Record(messages=written, system=record.system, tools=record.tools)
+        if any(thoughts):  # field: one per added assistant turn, in order
+            rec.meta["reasoning"] = thoughts
         rec.meta["synth"] = provenance(
             "multi_turn", c.llm, f"multi_turn_followup.{lang}", parent_id=record.id, turns_added=added
         )

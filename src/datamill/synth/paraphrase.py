@@ -13,11 +13,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from datamill.llm import prompts
+from datamill.llm import prompts, reasoning
 from datamill.llm.client import LLMClient
 from datamill.llm.prompts import detect_lang
 from datamill.ops import register
-from datamill.ops.base import Generator, GeneratorConfig
+from datamill.ops.base import AnswerGeneratorConfig, Generator
 from datamill.record import Record
 from datamill.results import Drop
 from datamill.synth.common import NOT_A_TASK, provenance, sft_record, task_of
@@ -33,7 +33,7 @@ class Paraphrase(Generator):
 
     name = "paraphrase"
 
-    class Config(GeneratorConfig):
+    class Config(AnswerGeneratorConfig):
         mode: Literal["paraphrase", "backtranslate"] = "paraphrase"
         variants: int = Field(1, ge=1, le=10, description="variants per record")
         answer: Literal["keep", "regenerate"] = "keep"
@@ -60,13 +60,15 @@ class Paraphrase(Generator):
                 variant = await self._translate(llm, there, pivot, lang, params)
                 template = [f"translate.{lang}", f"translate.{pivot}"]
             variant = clean(variant)
-            answer = task.output
+            answer = reasoning.Answer(task.output, None, c.reasoning)
             if variant and c.answer == "regenerate":
-                answer = (await llm.chat(variant)).text.strip()
+                answer = await reasoning.answer(llm, variant, c.reasoning)
             prov = provenance(c.mode, c.llm, template, parent_id=record.id, variant=k + 1, pivot=pivot)
-            rec = sft_record(variant, "", answer, prov)
+            rec = sft_record(variant, "", answer.written, prov, **answer.meta)
             key = " ".join(tokenize(variant))
-            if not variant or not answer:
+            if answer.problem:
+                out.append(Drop(rec, answer.problem))
+            elif not variant or not answer.text:
                 out.append(Drop(rec, "empty variant or answer"))
             elif key in seen:
                 out.append(Drop(rec, "variant identical to the original"))
