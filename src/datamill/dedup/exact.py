@@ -1,5 +1,5 @@
-"""exact_dedup: drop records whose normalized text was already seen. ``keep: first`` streams in one
-pass; ``longest`` / ``score`` (best record of each group) spool the stream and read it twice. The
+"""exact_dedup: drop records whose normalized text (or a meta value: ``field``) was already seen.
+``keep: first`` streams in one pass; ``longest`` / ``score`` (best record of each group) spool the stream and read it twice. The
 hashes live in SQLite in the step's work directory, not in RAM, so it scales past memory."""
 
 from __future__ import annotations
@@ -50,9 +50,13 @@ class ExactDedup(Global):
         width: bool = True
         keep: Literal["first", "longest", "score"] = "first"
         score_key: str = "quality_score"  # meta key read when keep = score (higher is better; dotted path ok)
+        field: str | None = None  # compare this meta value instead (e.g. url_normalized); records without it by text
 
     def key(self, record: Record) -> bytes:
         c = self.config
+        value = record.meta.get(c.field) if c.field else None
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return hashlib.blake2b(f"{c.field}\0{value}".encode(), digest_size=16).digest()
         text = normalize(record.part(c.part), c.lowercase, c.whitespace, c.punctuation, c.width)
         return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
@@ -78,7 +82,8 @@ class ExactDedup(Global):
 
     def _drop(self, rec: Record, kept_id: str) -> Drop:
         rec.meta["duplicate_of"] = kept_id
-        return Drop(rec, f"exact duplicate ({self.config.part})")
+        field = self.config.field
+        return Drop(rec, f"exact duplicate ({field if field and field in rec.meta else self.config.part})")
 
     def _keep_first(self, db: sqlite3.Connection, records: Iterable[Record]) -> Iterator[Record | Drop]:
         for rec in records:

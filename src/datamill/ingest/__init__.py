@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from datamill.dataset import Quarantined
+from datamill.ingest import warc
 from datamill.ingest.base import DocumentError, Section, Source, nonempty
 from datamill.io.readers import RawRow
 from datamill.record import Record
@@ -161,6 +162,9 @@ def read_documents(paths: Iterable[str | Path], **options: Any) -> Iterator[Reco
         if not path.exists():
             yield _error(str(path), index, "no such file or directory")
             continue
+        if warc.is_archive(path):  # streamed: archives are gigabytes
+            yield from warc.read_archive(path, extract=True)
+            continue
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -215,12 +219,23 @@ PIPELINE_DOCUMENTS = {ext for ext, kind in EXTENSIONS.items() if kind not in ("t
 def is_pipeline_document(path: str | Path, fmt: str | None = None) -> bool:
     """Should a recipe input be read by ingest rather than as a dataset file? Yes for document-only
     extensions (.pdf, .docx, .html, .md …) and for any file declared ``format: document``."""
+    if fmt is None and warc.is_archive(path):
+        return True
     return fmt == "document" or (fmt is None and Path(path).suffix.lower() in PIPELINE_DOCUMENTS)
 
 
 def raw_rows(path: str | Path, **options: Any) -> Iterator[RawRow]:
     """One document as the pipeline's input rows: each record as a ``datamill``-format row (lossless,
-    with its provenance meta), an unreadable file as one error row that the run quarantines."""
+    with its provenance meta), an unreadable file as one error row that the run quarantines. A web
+    archive's pages come as HTML (its ``html_to_text`` step extracts them in the workers); a member
+    that cannot be read is one quarantined row naming the file and byte offset."""
+    if warc.is_archive(path) and Path(path).is_file():
+        for i, item in enumerate(warc.read_archive(path)):
+            if isinstance(item, Quarantined):
+                yield RawRow(item.where, None, i, None, item.error, None)
+            else:
+                yield RawRow(f"{item.meta['source']}@{item.meta['offset']}", None, i, item.to_dict())
+        return
     for i, item in enumerate(read_documents([path], **options)):
         if isinstance(item, Quarantined):
             yield RawRow(f"{item.file}", None, i, None, item.error, None)

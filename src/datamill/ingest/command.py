@@ -24,6 +24,7 @@ class IngestSummary:
     files_ok: list[str] = field(default_factory=list)
     files_failed: dict[str, str] = field(default_factory=dict)  # file (or directory) → reason
     dirs_failed: list[str] = field(default_factory=list)  # directories that could not be listed: files unread
+    parts_failed: list[str] = field(default_factory=list)  # web archive members that could not be read (file@offset)
     sections: int = 0  # pages / slides / sheets / heading sections read
     written: int = 0
     quarantined: int = 0
@@ -60,6 +61,10 @@ def ingest(
     try:
         with DatasetWriter(out, fmt, keep_meta=keep_meta, overwrite=overwrite) as writer:
             for item in read_documents(paths, **read_options):
+                if isinstance(item, Quarantined) and item.where != item.file:  # one member of an archive
+                    summary.parts_failed.append(item.error)
+                    bad.write(item.to_dict())
+                    continue
                 if isinstance(item, Quarantined):
                     summary.files_failed[item.file] = item.error
                     if Path(item.file).is_dir():
@@ -67,7 +72,7 @@ def ingest(
                     bad.write(item.to_dict())
                     continue
                 summary.sections += 1
-                top = item.meta["source"].split("#", 1)[0]
+                top = item.meta["source"].split("#", 1)[0]  # a page of a web archive: the archive file
                 ok_files.setdefault(top)
                 summary.by_type[item.meta["doc_type"]] += 1
                 records = chunk_record(item, chunk_size, overlap, unit) if chunk_size else [item]
@@ -117,7 +122,8 @@ def ingest_command(
     ] = False,
 ) -> None:
     """Ingest documents (PDF, DOCX, PPTX, XLSX, ODT, HTML, Markdown, TXT, CSV, EPUB, RTF, EML, images
-    with OCR) into pretraining records with provenance; unreadable files are listed with the reason."""
+    with OCR; web archives: WARC, WET, ARC, gzipped or not) into pretraining records with provenance;
+    unreadable files and archive records are listed with the reason."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -147,7 +153,9 @@ def ingest_command(
     out.print(
         f"files ok: {len(s.files_ok)}   failed: {len(s.files_failed)}{unlisted}   sections: {s.sections} ({types})"
     )
-    for reason in s.files_failed.values():
+    if s.parts_failed:
+        out.print(f"archive records unreadable: {len(s.parts_failed)} (the rest of their files was read)")
+    for reason in [*s.files_failed.values(), *s.parts_failed]:
         err.print(f"[yellow]skipped[/] {escape(reason)}", highlight=False)
     where = f" → {s.quarantine_path}" if s.quarantine_path else ""
     out.print(f"records written: {s.written:,} → {s.output}; quarantined: {s.quarantined}{where}")

@@ -23,6 +23,7 @@ MODULES: dict[str, list[str]] = {  # capability → its operator modules (under 
         "clean.sft_filters",
         "clean.pretrain_filters",
         "clean.langid",
+        "clean.url_filter",
         "clean.length",
         "clean.model_scores",
     ],

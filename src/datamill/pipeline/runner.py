@@ -302,8 +302,9 @@ class Runner:
         self.unreadable.append({"file": str(path), "error": error})
 
     def _document_rows(self, path: Path) -> Iterator[RawRow]:
+        archive = ingest.warc.is_archive(path) and path.is_file()  # a bad member is a quarantined row
         for r in ingest.raw_rows(path):
-            if r.row is None:
+            if r.row is None and not archive:
                 self._file_failed(path, r.error or "unreadable")
             else:
                 yield r
