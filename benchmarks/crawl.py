@@ -83,13 +83,16 @@ def make_warc(path: Path, n: int, sample: bool = False, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         writer = WARCWriter(f, gzip=True)
+        site_of = [sites[rng.randrange(len(sites))] for _ in range(n)]
         for i in range(n):
-            is_zh = i % 3 == 2
-            body = (zh if is_zh else en)[i % len(zh if is_zh else en)]
-            site = sites[rng.randrange(len(sites))]
-            url = f"https://{site}/{'zh-cn/' if is_zh else ''}article/{i}.html"
-            if i % 50 == 49:  # the same page again, under tracking parameters
-                url = f"https://{site}/article/{i - 1}.html?utm_source=feed&utm_medium=rss"
+            again = i % 50 == 49  # the page before, crawled again under tracking parameters
+            j = i - 1 if again else i
+            is_zh = j % 3 == 2
+            body = (zh if is_zh else en)[j % len(zh if is_zh else en)]
+            site = site_of[j]
+            url = f"https://{site}/{'zh-cn/' if is_zh else ''}article/{j}.html"
+            if again:
+                url = f"https://www.{site}/{'zh-cn/' if is_zh else ''}article/{j}.html?utm_source=feed&utm_medium=rss"
             html = page(site, body[:40].replace("\n", " "), body, is_zh, rng)
             gbk = is_zh and i % 7 == 0
             payload = html.replace('charset="utf-8"', 'charset="gbk"').encode("gbk", "ignore") if gbk else html.encode()

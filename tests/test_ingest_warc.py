@@ -207,3 +207,16 @@ def test_crawl_recipe_accounts_for_every_member(crawl, tmp_path):
     assert len(rows) == 4 and all("<html" not in r["text"].lower() for r in rows)
     quarantined = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
     assert all(q["error"].startswith(f"{path}@") for q in quarantined)
+
+
+def test_shipped_crawl_recipe_runs_on_its_sample(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    result = Runner(recipes.load(root / "recipes" / "pretrain-from-crawl.yaml", output=str(tmp_path / "o"))).run()
+    stats = result.stats
+    assert stats["input"] == 60 and stats["quarantined"] == 0
+    assert stats["input"] == stats["kept"] + sum(sum(s["dropped"].values()) for s in stats["steps"])
+    url_dedup = next(s for s in stats["steps"] if s["op"] == "exact_dedup")
+    assert url_dedup["dropped"] == {"exact duplicate (url_normalized)": 1}  # the page served twice
+    rows = [json.loads(line) for line in (tmp_path / "o" / "data-00000.jsonl").read_text().splitlines()]
+    assert rows and not any("cookie" in r["text"].lower() or "<script" in r["text"] for r in rows)
+    assert any("\u4e00" <= ch <= "\u9fff" for r in rows for ch in r["text"])  # Chinese pages, GBK ones too
