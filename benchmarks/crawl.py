@@ -62,10 +62,10 @@ def page(site: str, title: str, body: str, zh: bool, rng: random.Random) -> str:
     return (
         f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<script>window.dataLayer=window.dataLayer||[];function gtag(){{dataLayer.push(arguments)}}</script>"
-        f'<style>body{{font-family:sans-serif}}</style></head><body><header><nav><ul>{nav}</ul></nav></header>'
+        f"<style>body{{font-family:sans-serif}}</style></head><body><header><nav><ul>{nav}</ul></nav></header>"
         f'<div class="ad-banner">Advertisement — Buy now and save 50%!</div>'
         f"<main><article><h1>{escape(title)}</h1>{paragraphs}</article>"
-        f'<aside><h3>Related</h3><ul>{related}</ul></aside></main>'
+        f"<aside><h3>Related</h3><ul>{related}</ul></aside></main>"
         f'<div id="cookie">{COOKIE}</div><footer>{escape(FOOTER.format(site=site))}</footer>'
         f'<script src="/static/app.{rng.randrange(10**6)}.js"></script></body></html>'
     )
@@ -77,9 +77,9 @@ def make_warc(path: Path, n: int, sample: bool = False, seed: int = 0) -> Path:
 
     rng = random.Random(seed)
     en, zh = _texts(sample)
-    sites = [f"{w}{i}.example.{tld}" for i, (w, tld) in enumerate(
-        (rng.choice(["news", "blog", "forum", "shop", "wiki"]), rng.choice(["com", "org", "net", "cn"])) for _ in range(300)
-    )]  # fmt: skip
+    words, tlds = ["news", "blog", "forum", "shop", "wiki"], ["com", "org", "net", "cn"]
+    kinds = [(rng.choice(words), rng.choice(tlds)) for _ in range(300)]
+    sites = [f"{w}{i}.example.{tld}" for i, (w, tld) in enumerate(kinds)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         writer = WARCWriter(f, gzip=True)
@@ -100,11 +100,13 @@ def make_warc(path: Path, n: int, sample: bool = False, seed: int = 0) -> Path:
             req = StatusAndHeaders(f"GET /article/{i}.html HTTP/1.1", [("Host", site)], is_http_request=True)
             writer.write_record(writer.create_warc_record(url, "request", http_headers=req))
             http = StatusAndHeaders("200 OK", [("Content-Type", ctype)], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(payload), http_headers=http))
-            meta = f"fetchTimeMs: {rng.randrange(20, 900)}\n".encode()
             writer.write_record(
-                writer.create_warc_record(url, "metadata", payload=io.BytesIO(meta), warc_content_type="application/warc-fields")
-            )  # fmt: skip
+                writer.create_warc_record(url, "response", payload=io.BytesIO(payload), http_headers=http)
+            )
+            meta = f"fetchTimeMs: {rng.randrange(20, 900)}\n".encode()
+            fields = "application/warc-fields"
+            info = writer.create_warc_record(url, "metadata", payload=io.BytesIO(meta), warc_content_type=fields)
+            writer.write_record(info)
     return path
 
 
@@ -117,8 +119,9 @@ from datatrove.pipeline.filters import GopherQualityFilter, C4QualityFilter
 from datatrove.pipeline.writers import JsonlWriter
 warc, out = sys.argv[1], sys.argv[2]
 t = time.perf_counter()
+from pathlib import Path
 LocalPipelineExecutor(pipeline=[
-    WarcReader(data_folder=str(__import__("pathlib").Path(warc).parent), glob_pattern=__import__("pathlib").Path(warc).name),
+    WarcReader(data_folder=str(Path(warc).parent), glob_pattern=Path(warc).name),
     Trafilatura(favour_precision=True, timeout=10.0),
     GopherQualityFilter(),
     C4QualityFilter(filter_no_terminal_punct=False),

@@ -1,6 +1,7 @@
 """exact_dedup: drop records whose normalized text (or a meta value: ``field``) was already seen.
-``keep: first`` streams in one pass; ``longest`` / ``score`` (best record of each group) spool the stream and read it twice. The
-hashes live in SQLite in the step's work directory, not in RAM, so it scales past memory."""
+``keep: first`` streams in one pass; ``longest`` / ``score`` (best record of each group) spool the
+stream and read it twice. The hashes live in SQLite in the step's work directory, not in RAM, so it
+scales past memory."""
 
 from __future__ import annotations
 
