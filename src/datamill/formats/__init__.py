@@ -10,6 +10,7 @@ from datamill.formats import (
     native,
     predictions,
     pretrain,
+    qa,
     self_instruct,
     sharegpt,
     trl,
@@ -31,6 +32,7 @@ FORMATS: dict[str, Format] = {
         self_instruct.FORMAT,  # before alpaca: both detect on "instruction"
         alpaca.FORMAT,
         pretrain.FORMAT,
+        qa.FORMAT,  # never detected: named with format: qa
     )
 }
 

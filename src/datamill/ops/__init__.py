@@ -40,6 +40,7 @@ MODULES: dict[str, list[str]] = {  # capability → its operator modules (under 
         "synth.add_constraints",
     ],
     "prefs": ["prefs.answers", "prefs.ranking", "prefs.training_pairs"],
+    "verify": ["verify.rejection", "verify.difficulty"],
 }
 
 
