@@ -314,3 +314,23 @@ def test_operator_counters_reach_stats_json(tmp_path):
     assert counters.get("masked email") == 3 and counters.get("masked phone") == 1
     data = (tmp_path / "o" / "data-00000.jsonl").read_text(encoding="utf-8")
     assert "example.com" not in data and "13812345678" not in data and "<EMAIL>" in data
+
+
+def test_stats_name_every_phase_with_its_time_and_cores(tmp_path):
+    body = {
+        "workers": 2,
+        "inputs": [str(LF / "alpaca_en_demo.json")],
+        "steps": [{"op": "length_filter", "min": 3}, {"op": "exact_dedup"}, {"op": "normalize_whitespace"}],
+        "output": {"path": str(tmp_path / "out"), "format": "sharegpt", "report": True},
+    }
+    runner = run(write_recipe(tmp_path, body))
+    on_disk = json.loads((tmp_path / "out" / "stats.json").read_text())["phases"]
+    assert on_disk == runner.result.stats["phases"]
+    assert [(p["phase"], p["cores"]) for p in on_disk] == [
+        ("stage 0: length_filter", 2),
+        ("stage 1: exact_dedup", 1),
+        ("stage 2: normalize_whitespace", 2),
+        ("write", 1),
+        ("report", os.cpu_count()),
+    ]
+    assert all(isinstance(p["seconds"], float) and p["seconds"] >= 0 for p in on_disk)

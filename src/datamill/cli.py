@@ -372,6 +372,11 @@ def _print_funnel(result: RunResult) -> None:
         if step.get("counters"):
             counted = ", ".join(f"{n:,} {name}" for name, n in sorted(step["counters"].items()))
             out.print(escape(f"step {step['step']} {step['op']}: {counted}"), highlight=False)
+    if st.get("phases") and not result.up_to_date:
+        timed = " · ".join(
+            f"{p['phase']} {p['seconds']:,.1f} s ({p['cores']} core{'s' * (p['cores'] != 1)})" for p in st["phases"]
+        )
+        out.print(escape(f"phases: {timed}"), highlight=False)
     if result.resumed_chunks:
         out.print(f"resumed: {result.resumed_chunks} chunk(s) were already done")
     status = "[green]ok[/]" if st["balanced"] else "[red]MISMATCH[/]"

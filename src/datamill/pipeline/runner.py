@@ -148,6 +148,7 @@ class Runner:
         self.inputs = [fingerprint_file(f.path) for f in recipe.inputs]
         self.fingerprint = self._fingerprint()
         self.resumed = 0
+        self.phases: list[dict[str, Any]] = []
         self.unreadable: list[dict[str, Any]] = []  # files that held no readable record: file, error
 
     def _fingerprint(self) -> str:
@@ -176,16 +177,26 @@ class Runner:
             executor = executors.make(self.recipe.executor, self.recipe.workers, self.ray_address)
             try:
                 for stage in self.stages:
-                    if stage.kind == "chunks":
-                        self._run_chunk_stage(stage, executor)
-                    else:
-                        self._run_global_stage(stage)
+                    with self._phase(stage.label, executor.workers if stage.kind == "chunks" else 1):
+                        if stage.kind == "chunks":
+                            self._run_chunk_stage(stage, executor)
+                        else:
+                            self._run_global_stage(stage)
             finally:
                 executor.close()
             result = self._assemble()
             if not self.keep_work:
                 shutil.rmtree(self.work, ignore_errors=True)
             return result
+
+    @contextlib.contextmanager
+    def _phase(self, name: str, cores: int) -> Iterator[None]:
+        """Time one phase of the run (a stage, the write, the report) for stats.json and the funnel."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases.append({"phase": name, "seconds": round(time.perf_counter() - start, 3), "cores": cores})
 
     def _claim_outdir(self) -> None:
         """Refuse, before any work, an OUTDIR whose files the run would replace but datamill did not write."""
@@ -469,7 +480,8 @@ class Runner:
                         _copy_lines(sdir / f"{chunk_name(i)}.quarantine.jsonl", quarantine_writer)
             for failure in self.unreadable:
                 quarantine_writer.write({**failure, "scope": "file", "stage": "read"})
-            shards = self._write_shards(last, dropped_writer, output_drops)
+            with self._phase("write", 1):  # the report's pass runs beside it on the other cores
+                shards = self._write_shards(last, dropped_writer, output_drops)
             _maybe_crash()
             dropped_writer.commit()
             quarantine_writer.commit()
@@ -484,19 +496,24 @@ class Runner:
                 splits[shard.split] += shard.writer.count
         if splits:
             stats["splits"] = dict(sorted(splits.items()))
-        outputs.write_text(
-            self.outdir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n", self.overwrite
-        )
+        self._write_stats(stats)
         self._register(shards)
         names = [shard.writer.path.name for shard in shards]
         if counting is not None:
             from datamill.report import write_report
 
-            tally = counting.result(self.progress, stats["kept"])
-            written = write_report(self.outdir, overwrite=self.overwrite, tally=tally, progress=self.progress)
+            with self._phase("report", os.cpu_count() or 1):
+                tally = counting.result(self.progress, stats["kept"])
+                written = write_report(self.outdir, overwrite=self.overwrite, tally=tally, progress=self.progress)
             names += [p.name for p in written]
+            stats["phases"] = self.phases
+            self._write_stats(stats)  # again, with the report's own time
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
+
+    def _write_stats(self, stats: dict[str, Any]) -> None:
+        text = json.dumps(stats, indent=2, ensure_ascii=False) + "\n"
+        outputs.write_text(self.outdir / "stats.json", text, self.overwrite)
 
     def _remove_old_shards(self) -> None:
         """The data-* files of an earlier run into OUTDIR (only datamill's own, unless --overwrite)."""
@@ -637,6 +654,7 @@ class Runner:
             "steps": ordered,
             "shards": n_shards,
             "chunks_resumed": self.resumed,
+            "phases": self.phases,  # wall seconds and cores of each stage, the write (and the report)
         }
 
     def _write_lock(self, shards: list[str]) -> None:
