@@ -36,6 +36,7 @@ from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
 from datamill.prefs.cli import prefs_app
 from datamill.report import handoff_command, report_command
+from datamill.review.cli import review_app
 from datamill.select.cli import select_command
 
 app = typer.Typer(
@@ -435,6 +436,7 @@ app.command("select")(select_command)
 app.command("report")(report_command)
 app.command("handoff")(handoff_command)
 app.add_typer(prefs_app, name="prefs")
+app.add_typer(review_app, name="review")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m datamill`

@@ -1,0 +1,189 @@
+"""``datamill review …``: human review of a dataset — start a project, add people, serve the web app,
+export the decisions, and measure agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from datamill.errors import DatamillError
+from datamill.review import DEFAULT_PORT, ROLES
+from datamill.review.items import TASKS
+
+review_app = typer.Typer(
+    help="Human review: people accept, edit, reject, compare, rate and label records in a local web app; "
+    "the decisions export back into training files.",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _csv(value: str | None) -> list[str]:
+    return [x.strip() for x in (value or "").split(",") if x.strip()]
+
+
+def _links(tokens: dict[str, str], port: int = DEFAULT_PORT) -> None:
+    """Each login link on one unwrapped line (a cut token would be useless): shown once, never stored."""
+    if not tokens:
+        return
+    out.print("login links (shown once; the project keeps only a hash of each token):")
+    for name, token in tokens.items():
+        out.print(escape(f"  {name}  http://127.0.0.1:{port}/login?token={token}"), soft_wrap=True, highlight=False)
+
+
+@review_app.command("start")
+def start_cmd(
+    data: Annotated[Path, typer.Argument(help="A dataset file or folder datamill reads, or a run's OUTDIR.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The project file to create (PROJECT.db).")],
+    task: Annotated[str, typer.Option(help=f"What reviewers do: {', '.join(TASKS)}.")] = "sft",
+    guidelines: Annotated[Path | None, typer.Option(help="A text or markdown file shown as the guidelines.")] = None,
+    annotators: Annotated[str | None, typer.Option(help="Comma-separated names, e.g. alice,bob,carol.")] = None,
+    overlap: Annotated[int, typer.Option(help="How many annotators answer each item.")] = 1,
+    labels: Annotated[str | None, typer.Option(help="label task: the label set, e.g. good,bad,unsure.")] = None,
+    criteria: Annotated[
+        str | None, typer.Option(help="rating task: the criteria, e.g. helpfulness,harmlessness.")
+    ] = None,
+    scale: Annotated[int, typer.Option(help="rating task: ratings run from 1 to this.")] = 5,
+    dropped: Annotated[
+        bool, typer.Option("--dropped", help="Review what a run's filters dropped (OUTDIR/dropped.jsonl).")
+    ] = False,
+    from_: Annotated[str | None, typer.Option("--from", "-f", help="Input format (default: detect).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the pairwise A/B orders (default: random).")] = None,
+) -> None:
+    """Make a review project from DATA; print each annotator's login link once."""
+    from datamill.review.project import start
+
+    try:
+        text = guidelines.read_text(encoding="utf-8") if guidelines else ""
+        s = start(
+            data, output, task, guidelines=text, annotators=_csv(annotators), overlap=overlap, labels=_csv(labels),
+            criteria=_csv(criteria), scale=scale, dropped=dropped, fmt=from_, seed=seed,
+        )  # fmt: skip
+    except (DatamillError, OSError) as e:
+        _fail(str(e))
+    out.print(escape(f"{output}: {task} project, {s.items:,} items from {s.records:,} records"), highlight=False)
+    table = Table(show_header=False)
+    table.add_row("read", f"{s.read:,}")
+    table.add_row("reviewed as items", f"{s.records:,}")
+    for reason, n in s.skipped.most_common():
+        table.add_row("skipped", escape(f"{n:,} × {reason}"))
+    table.add_row("quarantined", f"{s.quarantined:,}")
+    out.print(table)
+    _links(s.tokens)
+    out.print(escape(f"next: datamill review serve {output}"), highlight=False)
+
+
+@review_app.command("add-annotator")
+def add_annotator_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    name: Annotated[str, typer.Argument(help="Their name (letters, digits, - _ .).")],
+    role: Annotated[str, typer.Option(help=f"{' or '.join(ROLES)} (an adjudicator sees everyone's answers).")] = (
+        "annotator"
+    ),
+) -> None:
+    """Add a person and print their login link once; an annotator gets the items still short of overlap."""
+    from datamill.review.project import add_annotator
+    from datamill.review.store import Project
+
+    try:
+        token = add_annotator(Project(project), name, role)
+    except DatamillError as e:
+        _fail(str(e))
+    _links({name: token})
+
+
+@review_app.command("serve")
+def serve_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback needs annotators to exist.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+) -> None:
+    """Serve the review web app (every page needs a login link)."""
+    from datamill.review.serve import server_for
+
+    try:
+        server = server_for(project, host, port)
+    except DatamillError as e:
+        _fail(str(e))
+    out.print(escape(f"reviewing {project} on http://{host}:{port}/ — open your login link; Ctrl+C stops"))
+    server.run()
+
+
+@review_app.command("export")
+def export_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The folder to write (like a run's OUTDIR).")],
+    to: Annotated[str, typer.Option("--to", "-t", help="Output format (see `datamill formats`).")],
+    container: Annotated[str, typer.Option(help="jsonl, json, parquet or csv.")] = "jsonl",
+    name: Annotated[str | None, typer.Option(help="dataset_info.json entry name (default: the folder name).")] = None,
+    keep_meta: Annotated[bool, typer.Option(help="Write each record's id and meta (with meta.review).")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace files datamill did not write.")] = False,
+) -> None:
+    """Write the reviewed records in any format; rejected, tied and both-bad items go to dropped.jsonl."""
+    from datamill.review.export import export
+    from datamill.review.store import Project
+
+    try:
+        s = export(Project(project), output, to, container=container, name=name, keep_meta=keep_meta,
+                   overwrite=overwrite)  # fmt: skip
+    except (DatamillError, OSError, ValueError) as e:
+        _fail(str(e))
+    table = Table(show_header=False)
+    table.add_row("items", f"{s.items:,}")
+    table.add_row("written", escape(f"{s.written:,}" + (f"  → {s.output}" if s.output else "")))
+    table.add_row("dropped", escape(f"{s.dropped:,}  → {s.dropped_path}"))
+    for reason, n in s.reasons.most_common(8):
+        table.add_row("", escape(f"{n:,} × {reason}"))
+    table.add_row("pending", f"{s.pending:,} (not yet answered by everyone assigned)")
+    for decision, n in s.decisions.most_common():
+        table.add_row("decision", escape(f"{n:,} × {decision}"))
+    out.print(table)
+    status = "[green]ok[/]" if s.balanced else "[red]MISMATCH[/]"
+    out.print(f"{status}: items {s.items:,} = written {s.written:,} + dropped {s.dropped:,} + pending {s.pending:,}")
+
+
+@review_app.command("stats")
+def stats_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Progress per annotator and agreement (Cohen's and Fleiss' kappa, Krippendorff's alpha)."""
+    from datamill.review.agreement import summary
+    from datamill.review.store import Project
+
+    try:
+        s = summary(Project(project))
+    except DatamillError as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(s, ensure_ascii=False, indent=2))
+        return
+    people = Table("annotator", "role", "done", "chose A", title=f"{s['task']} · {s['answers']:,} answers")
+    for p in s["annotators"]:
+        bias = p.get("first_position_share")
+        people.add_row(escape(p["name"]), p["role"], f"{p['answered']:,} / {p['total']:,}",
+                       "—" if bias is None else f"{bias:.0%}")  # fmt: skip
+    out.print(people)
+    table = Table("question", "measure", "items", "value", title="agreement")
+    for q in s["agreement"]:
+        for m in q["measures"]:
+            value = "—" if m["value"] is None else f"{m['value']:.3f}"
+            table.add_row(escape(q["question"]), escape(m["measure"]), f"{m['items']:,}", value)
+    if table.row_count:
+        out.print(table)
+    if s["note"]:
+        out.print(escape(s["note"]))

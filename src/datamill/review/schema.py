@@ -1,0 +1,95 @@
+"""The tables of a review project. Plain SQLAlchemy 2 types only (String, Integer, Text, JSON), so the
+same schema runs on the default SQLite file and on PostgreSQL. Timestamps are ISO-8601 UTC strings:
+sortable, readable in the JSON exports, and free of driver time-zone rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, Any: JSON}
+
+
+class Setting(Base):
+    """Project-wide settings: task, guidelines, labels, criteria, scale, overlap, seed, secret."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class Item(Base):
+    """One thing to review: the datamill record (id, meta, lineage kept) and the task's payload."""
+
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, index=True)
+    record_id: Mapped[str] = mapped_column(String(64), index=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    suggestions: Mapped[list[Any]] = mapped_column(JSON)
+    text: Mapped[str] = mapped_column(Text)  # what the search box matches
+    status: Mapped[str] = mapped_column(String(16), index=True, default="open")  # open | partial | done
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the token; never the token
+    role: Mapped[str] = mapped_column(String(16))  # annotator | adjudicator
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class Assignment(Base):
+    """An item in one annotator's queue; ``shown`` is the candidate order shown as A/B (pairwise)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "annotator_id"),
+        Index("assignments_queue", "annotator_id", "status", "position"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    shown: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | answered
+
+
+class Answer(Base):
+    """One annotator's current answer to one assignment (a change updates it; history keeps the old)."""
+
+    __tablename__ = "answers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    choice: Mapped[int | None] = mapped_column(Integer, nullable=True)  # pairwise: the candidate chosen
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # edited content
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ratings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+
+class History(Base):
+    """Every write: who, when, what, and the row before and after."""
+
+    __tablename__ = "history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    table: Mapped[str] = mapped_column(String(32))
+    row_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)

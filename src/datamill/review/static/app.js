@@ -1,0 +1,381 @@
+// datamill review: the pages' behaviour. Record text only ever reaches the page through text nodes
+// (el() below, textContent, textarea.value) — never innerHTML — and the server's CSP forbids inline
+// script, so text such as <script> or <img onerror> shows as text and runs nothing.
+"use strict";
+
+(() => {
+  const body = document.body;
+  const S = JSON.parse(body.dataset.strings || "{}");
+  const C = JSON.parse(body.dataset.config || "{}");
+  const CSRF = body.dataset.csrf || "";
+
+  const fmt = (key, vars) => (S[key] || key).replace(/\{(\w+)\}/g, (_, k) => String(vars && k in vars ? vars[k] : ""));
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "dataset") Object.assign(node.dataset, v);
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  async function api(path, json) {
+    const init = { credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (json !== undefined) {
+      init.method = "POST";
+      init.headers["Content-Type"] = "application/json";
+      init.headers["X-CSRF-Token"] = CSRF;
+      init.body = JSON.stringify(json);
+    }
+    const r = await fetch(path, init);
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : r.status + " " + r.statusText);
+    return data;
+  }
+
+  // Text with ``` fences: prose keeps its line breaks, fenced parts become code blocks. Text nodes only.
+  function richText(text) {
+    const box = el("div", { class: "text" });
+    String(text).split(/^```[^\n]*$/m).forEach((part, i) => {
+      const clean = part.replace(/^\n/, "").replace(/\n$/, "");
+      if (i % 2) box.append(el("pre", { class: "code" }, el("code", {}, clean)));
+      else if (clean) box.append(el("div", { class: "prose" }, clean));
+    });
+    return box;
+  }
+
+  function setProgress(p) {
+    const node = document.getElementById("progress");
+    if (node && p) node.textContent = fmt("progress", { done: p.answered, total: p.total });
+  }
+
+  function toggle(id, force) {
+    const node = document.getElementById(id);
+    if (node) node.hidden = force === undefined ? !node.hidden : !force;
+  }
+
+  const helpButton = document.getElementById("help-button");
+  if (helpButton) helpButton.addEventListener("click", () => toggle("help"));
+  const guideButton = document.getElementById("guidelines-button");
+  if (guideButton) guideButton.addEventListener("click", () => toggle("guidelines"));
+  const help = document.getElementById("help");
+  if (help) help.addEventListener("click", (e) => { if (e.target === help) toggle("help", false); });
+
+  const typing = (t) => t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT");
+
+  // ---------------------------------------------------------------- focus view
+  function focusPage() {
+    const state = { view: null, mode: "view", ratings: {}, active: 0 };
+    const $ = (id) => document.getElementById(id);
+
+    async function load(id) {
+      status("");
+      if (id === null || id === undefined) {
+        const next = await api("/api/next");
+        setProgress(next.progress);
+        id = next.id;
+      }
+      if (id === null) {
+        state.view = null;
+        $("done-all").hidden = false;
+        $("item").replaceChildren();
+        $("actions").replaceChildren();
+        $("suggestions").replaceChildren();
+        $("item-title").textContent = "";
+        $("item-where").textContent = "";
+        history.replaceState(null, "", "/");
+        return;
+      }
+      state.view = await api("/api/assignments/" + encodeURIComponent(id));
+      state.mode = "view";
+      state.ratings = Object.assign({}, (state.view.answer && state.view.answer.ratings) || {});
+      state.active = 0;
+      $("done-all").hidden = true;
+      history.replaceState(null, "", "/#a=" + state.view.assignment.id);
+      render();
+    }
+
+    function status(text, bad) {
+      $("status").textContent = text;
+      $("status").className = bad ? "status bad" : "status";
+    }
+
+    function turnBox(turn, editable) {
+      const head = el("div", { class: "role" }, turn.role);
+      const content = editable
+        ? el("textarea", { class: "edit", "data-key": turn.key, rows: Math.min(18, Math.max(3, turn.content.split("\n").length + 1)) })
+        : richText(turn.content);
+      if (editable) content.value = turn.content;
+      return el("div", { class: "turn role-" + turn.role, "data-key": turn.key }, head, content);
+    }
+
+    function render() {
+      const v = state.view;
+      const item = v.item;
+      $("item-title").textContent = fmt("item", { n: v.assignment.position + 1 }) + " · " + (S[v.assignment.status] || v.assignment.status);
+      const where = item.where || {};
+      $("item-where").textContent = [where.source && where.source.split("/").pop() + (where.line !== undefined ? ":" + where.line : where.index !== undefined ? "#" + where.index : ""), item.record_id].filter(Boolean).join(" · ");
+      $("prev").disabled = v.prev === null;
+      $("next").disabled = v.next === null;
+      const box = $("item");
+      box.replaceChildren();
+      if (item.candidates) {
+        box.append(el("div", { class: "prompt" }, el("h3", {}, S.prompt), item.prompt.map((t) => turnBox(t, false))));
+        box.append(el("div", { class: "pair" }, item.candidates.map((c) =>
+          el("div", { class: "candidate", "data-side": c.side }, el("h3", {}, S["answer_" + c.side.toLowerCase()]), richText(c.text)))));
+      } else {
+        const editing = state.mode === "edit";
+        box.append(el("div", { class: "turns" + (editing ? " editing" : "") }, item.turns.map((t) => turnBox(t, editing))));
+      }
+      if (item.tools !== undefined) {
+        box.append(el("details", { class: "tools" }, el("summary", {}, S.tools), el("pre", {}, JSON.stringify(item.tools, null, 2))));
+      }
+      renderSuggestions(item);
+      renderActions();
+      if (state.mode === "edit") {
+        const first = box.querySelector("textarea");
+        if (first) first.focus();
+      }
+    }
+
+    function hintText(h) {
+      if (h.kind === "drop") return `${h.op || "filter"}${h.step !== undefined ? " (step " + h.step + ")" : ""}: ${h.reason || ""}`;
+      if (h.kind === "score") return `${h.source}: ${h.score}/${h.max}${h.reason ? " — " + h.reason : ""}`;
+      if (h.kind === "value") return `${h.source}: ${h.value}`;
+      if (h.kind === "label") return `${h.source}: ${h.label ? S.desirable : S.undesirable}`;
+      if (h.kind === "prefers") {
+        const what = h.side ? (h.side === "A" ? S.a_better : S.b_better) : S.tie;
+        const extra = [h.consistent === false ? "position-inconsistent" : "", h.margin !== undefined ? "margin " + Number(h.margin).toFixed(2) : ""].filter(Boolean).join(", ");
+        return `${h.source}: ${what}${extra ? " (" + extra + ")" : ""}`;
+      }
+      return `${h.source}: ${JSON.stringify(h)}`;
+    }
+
+    function renderSuggestions(item) {
+      const list = el("ul", {});
+      for (const h of item.suggestions || []) list.append(el("li", {}, hintText(h)));
+      for (const c of item.candidates || []) {
+        const bits = ["score", "rating", "wins"].filter((k) => c[k] !== undefined).map((k) => k + " " + c[k]);
+        if (bits.length || c.reason) list.append(el("li", {}, `${c.side}: ${bits.join(", ")}${c.reason ? " — " + c.reason : ""}`));
+      }
+      const panel = $("suggestions");
+      panel.replaceChildren(el("h3", {}, S.suggestions), list.children.length ? list : el("p", {}, S.no_suggestions));
+    }
+
+    function button(label, key, onclick, extra) {
+      const chosen = state.view.answer && extra && extra.decision && state.view.answer.decision === extra.decision;
+      return el("button", { type: "button", class: (extra && extra.cls ? extra.cls : "") + (chosen ? " chosen" : ""), "data-action": (extra && extra.decision) || label, onclick },
+        label, key ? el("kbd", {}, key) : null);
+    }
+
+    function reasonBox(placeholder) {
+      const input = el("input", { type: "text", id: "reason", class: "reason", placeholder, maxlength: 4000, autocomplete: "off" });
+      if (state.view.answer && state.view.answer.reason) input.value = state.view.answer.reason;
+      return input;
+    }
+
+    function renderActions() {
+      const bar = $("actions");
+      bar.replaceChildren();
+      const a = state.view.answer;
+      if (a) bar.append(el("div", { class: "answered" }, fmt("answered_as", { decision: a.decision })));
+      if (!state.view.assignment.mine) return;
+      const task = C.task;
+      if (task === "sft" && state.mode === "edit") {
+        bar.append(button(S.save, "Ctrl+Enter", saveEdit, { cls: "primary", decision: "save" }), button(S.cancel, "Esc", cancel));
+      } else if (task === "sft" && state.mode === "reject") {
+        const input = reasonBox(S.reject_reason);
+        input.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); send({ decision: "reject", reason: input.value }); } });
+        bar.append(input, button(S.confirm_reject, "Enter", () => send({ decision: "reject", reason: input.value }), { cls: "danger", decision: "confirm-reject" }), button(S.cancel, "Esc", cancel));
+        input.focus();
+      } else if (task === "sft") {
+        bar.append(button(S.accept, "a", () => send({ decision: "accept" }), { cls: "primary", decision: "accept" }),
+          button(S.edit, "e", startEdit, { decision: "edit" }), button(S.reject, "r", startReject, { cls: "danger", decision: "reject" }));
+      } else if (task === "pairwise") {
+        bar.append(reasonBox(S.reason),
+          button(S.a_better, "1", () => choose("a"), { decision: "a" }), button(S.b_better, "2", () => choose("b"), { decision: "b" }),
+          button(S.tie, "t", () => choose("tie"), { decision: "tie" }), button(S.both_bad, "b", () => choose("both_bad"), { decision: "both_bad" }));
+      } else if (task === "kto") {
+        bar.append(reasonBox(S.reason), button(S.desirable, "a", () => choose("desirable"), { cls: "primary", decision: "desirable" }),
+          button(S.undesirable, "r", () => choose("undesirable"), { cls: "danger", decision: "undesirable" }));
+      } else if (task === "label") {
+        C.labels.forEach((label, i) => bar.append(el("button", {
+          type: "button", "data-action": "label", "data-label": label,
+          class: a && a.labels && a.labels[0] === label ? "chosen" : "", onclick: () => send({ labels: [label] }),
+        }, label, i < 9 ? el("kbd", {}, String(i + 1)) : null)));
+      } else if (task === "rating") {
+        const grid = el("div", { class: "ratings" });
+        C.criteria.forEach((crit, ci) => {
+          const row = el("div", { class: "criterion" + (ci === state.active ? " active" : ""), "data-criterion": crit }, el("span", { class: "crit" }, crit));
+          for (let n = 1; n <= C.scale; n++) {
+            row.append(el("button", {
+              type: "button", class: state.ratings[crit] === n ? "chosen" : "", "data-score": n,
+              onclick: () => { rate(ci, n); },
+            }, String(n)));
+          }
+          grid.append(row);
+        });
+        bar.append(grid, button(S.submit, "Enter", submitRatings, { cls: "primary", decision: "rate" }));
+      }
+    }
+
+    function rate(ci, n) {
+      state.ratings[C.criteria[ci]] = n;
+      state.active = Math.min(ci + 1, C.criteria.length - 1);
+      renderActions();
+    }
+
+    function submitRatings() {
+      if (C.criteria.some((c) => !state.ratings[c])) { status(fmt("error", { error: C.criteria.filter((c) => !state.ratings[c]).join(", ") }), true); return; }
+      send({ ratings: state.ratings });
+    }
+
+    function choose(decision) {
+      const reason = document.getElementById("reason");
+      send({ decision, reason: reason ? reason.value : undefined });
+    }
+
+    function startEdit() { state.mode = "edit"; render(); }
+    function startReject() { state.mode = "reject"; renderActions(); }
+    function cancel() { state.mode = "view"; render(); }
+
+    function saveEdit() {
+      const edits = {};
+      for (const area of document.querySelectorAll("#item textarea.edit")) {
+        const turn = state.view.item.turns.find((t) => t.key === area.dataset.key);
+        if (turn && area.value !== turn.content) edits[area.dataset.key] = area.value;
+      }
+      send(Object.keys(edits).length ? { decision: "edit", edits } : { decision: "accept" });
+    }
+
+    async function send(answer) {
+      try {
+        const out = await api(`/api/assignments/${state.view.assignment.id}/answer`, answer);
+        setProgress(out.progress);
+        status(S.saved);
+        await load(out.next);
+        status(S.saved);
+      } catch (err) {
+        status(fmt("error", { error: err.message }), true);
+      }
+    }
+
+    function go(which) {
+      const id = state.view && state.view[which];
+      if (id !== null && id !== undefined) load(id).catch((err) => status(fmt("error", { error: err.message }), true));
+    }
+
+    $("prev").addEventListener("click", () => go("prev"));
+    $("next").addEventListener("click", () => go("next"));
+
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        toggle("help", false);
+        if (state.mode !== "view") cancel();
+        else toggle("guidelines", false);
+        return;
+      }
+      if (state.mode === "edit" && e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); saveEdit(); return; }
+      if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === "?") { toggle("help"); return; }
+      if (e.key === "g") { toggle("guidelines"); return; }
+      if (e.key === "j") { go("next"); return; }
+      if (e.key === "k") { go("prev"); return; }
+      if (!state.view || !state.view.assignment.mine || state.mode !== "view") return;
+      const task = C.task;
+      const key = e.key;
+      let handled = true;
+      if (task === "sft" && key === "a") send({ decision: "accept" });
+      else if (task === "sft" && key === "e") startEdit();
+      else if (task === "sft" && key === "r") startReject();
+      else if (task === "pairwise" && key === "1") choose("a");
+      else if (task === "pairwise" && key === "2") choose("b");
+      else if (task === "pairwise" && key === "t") choose("tie");
+      else if (task === "pairwise" && key === "b") choose("both_bad");
+      else if (task === "kto" && key === "a") choose("desirable");
+      else if (task === "kto" && key === "r") choose("undesirable");
+      else if (task === "label" && /^[1-9]$/.test(key) && Number(key) <= C.labels.length) send({ labels: [C.labels[Number(key) - 1]] });
+      else if (task === "rating" && /^[1-9]$/.test(key) && Number(key) <= C.scale) rate(state.active, Number(key));
+      else if (task === "rating" && key === "Enter") submitRatings();
+      else handled = false;
+      if (handled) e.preventDefault();
+    });
+
+    const m = /^#a=(\d+)$/.exec(location.hash);
+    load(m ? Number(m[1]) : null).catch((err) => status(fmt("error", { error: err.message }), true));
+  }
+
+  // ---------------------------------------------------------------- bulk table
+  function tablePage() {
+    const form = document.getElementById("filters");
+    const tbody = document.getElementById("rows");
+    const more = document.getElementById("more");
+    let offset = 0;
+
+    async function fetchRows(reset) {
+      if (reset) { offset = 0; tbody.replaceChildren(); }
+      const params = new URLSearchParams();
+      for (const [k, v] of new FormData(form).entries()) if (v) params.set(k, v);
+      params.set("offset", String(offset));
+      params.set("limit", "50");
+      const data = await api("/api/table?" + params.toString());
+      for (const r of data.rows) {
+        const mine = C.role === "adjudicator" || r.annotator === C.name;
+        const tr = el("tr", { class: mine ? "link" : "", "data-assignment": r.assignment },
+          el("td", {}, String(r.position + 1)), el("td", {}, r.annotator), el("td", {}, S[r.status] || r.status),
+          el("td", {}, r.decision || ""), el("td", { class: "snippet" }, r.snippet));
+        if (mine) tr.addEventListener("click", () => { location.href = "/#a=" + r.assignment; });
+        tbody.append(tr);
+      }
+      offset += data.rows.length;
+      document.getElementById("count").textContent = fmt("rows", { shown: offset, total: data.total });
+      more.hidden = offset >= data.total;
+    }
+
+    form.addEventListener("submit", (e) => { e.preventDefault(); fetchRows(true); });
+    more.addEventListener("click", () => fetchRows(false));
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { toggle("help", false); toggle("guidelines", false); return; }
+      if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === "?") toggle("help");
+      if (e.key === "g") toggle("guidelines");
+    });
+    fetchRows(true);
+  }
+
+  // ---------------------------------------------------------------- stats
+  function statsPage() {
+    const show = (x) => (x === null || x === undefined ? "—" : typeof x === "number" ? x.toFixed(3) : String(x));
+    api("/api/stats").then((data) => {
+      const people = document.querySelector("#people tbody");
+      for (const p of data.annotators) {
+        const bias = p.first_position_share;
+        people.append(el("tr", {}, el("td", {}, p.name), el("td", {}, p.role), el("td", {}, `${p.answered} / ${p.total}`),
+          el("td", {}, bias === null || bias === undefined ? "—" : (100 * bias).toFixed(0) + "%")));
+      }
+      const table = document.querySelector("#agreement tbody");
+      for (const q of data.agreement) {
+        for (const m of q.measures) table.append(el("tr", {}, el("td", {}, q.question), el("td", {}, m.measure), el("td", {}, String(m.items)), el("td", {}, show(m.value))));
+      }
+      document.getElementById("agreement-note").textContent = data.note || "";
+    }).catch((err) => { document.getElementById("agreement-note").textContent = fmt("error", { error: err.message }); });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { toggle("help", false); toggle("guidelines", false); return; }
+      if (typing(e.target)) return;
+      if (e.key === "?") toggle("help");
+      if (e.key === "g") toggle("guidelines");
+    });
+  }
+
+  if (body.dataset.page === "focus") focusPage();
+  else if (body.dataset.page === "table") tablePage();
+  else if (body.dataset.page === "stats") statsPage();
+})();
