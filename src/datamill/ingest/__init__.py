@@ -6,7 +6,8 @@ headings, section) or one ``Quarantined`` naming the file and saying why it cann
 (encrypted, copy-protected, empty, truncated, unknown type). A bad file never stops the others.
 
 Owns the document readers (one module per type), structured sources (``tables``, ``database``,
-``kg``, ``dialogue``), chunking (``chunking``, and the ``chunk_text`` operator) and the ``datamill
+``kg``, ``dialogue``), dumps and papers (``stackexchange``, ``latex``, ``reddit``, picked by
+``source_reader``), chunking (``chunking``, and the ``chunk_text`` operator) and the ``datamill
 ingest`` command (``command``). May import: ``datamill.record``, ``datamill.results``,
 ``datamill.dataset``, ``datamill.io``, ``datamill.clean.html``, and the operator kinds and registry.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from datamill.dataset import Quarantined
@@ -151,16 +153,27 @@ def expand(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
                 yield f, why
 
 
-def read_documents(paths: Iterable[str | Path], **options: Any) -> Iterator[Record | Quarantined]:
+def read_documents(
+    paths: Iterable[str | Path],
+    source_format: str | None = None,
+    source_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Iterator[Record | Quarantined]:
     """Records of every readable document, one ``Quarantined`` per file (or directory) that cannot be read.
 
-    Options: ``pdf_engine`` (``pymupdf`` | ``pypdf``), ``pdf_tables`` (find tables on PDF pages)."""
-    for index, (path, problem) in enumerate(expand(paths)):
+    Options: ``pdf_engine`` (``pymupdf`` | ``pypdf``), ``pdf_tables`` (find tables on PDF pages);
+    ``source_format`` declares the inputs' format (one of ``SOURCE_FORMATS``; a folder declared ``latex``
+    is one paper) and ``source_options`` go to its reader (``source_reader``)."""
+    fmt = source_format
+    for index, (path, problem) in enumerate(_expand_sources(paths, fmt)):
         if problem is not None:
             yield _error(str(path), index, problem)
             continue
         if not path.exists():
             yield _error(str(path), index, "no such file or directory")
+            continue
+        if (source := source_reader(path, fmt)) is not None:  # dumps and papers: their own readers, streamed
+            yield from source.read(path, **(source_options or {}))
             continue
         if warc.is_archive(path):  # streamed: archives are gigabytes
             yield from warc.read_archive(path, extract=True)
@@ -212,23 +225,86 @@ def read_source(src: Source, index: int = 0, **options: Any) -> Iterator[Record 
         yield from read_source(inner, index, **options)
 
 
+SOURCE_FORMATS = ("stackexchange", "latex", "reddit")  # declared input formats read by their own modules
+
+
+def source_reader(path: str | Path, fmt: str | None = None) -> ModuleType | None:
+    """The reader module of a Stack Exchange dump, a LaTeX source or a Reddit dump — by the declared
+    format, else by the file name (``Posts.xml``, ``.tex``, ``RS_*.zst`` / ``RC_*.zst``); None otherwise."""
+    if fmt is not None and fmt not in SOURCE_FORMATS:
+        return None
+    from datamill.ingest import latex, reddit, stackexchange
+
+    return next((m for m in (stackexchange, latex, reddit) if m.claims(path, fmt)), None)
+
+
+def source_option_problems(paths: Iterable[str | Path], fmt: str | None, given: dict[str, Any]) -> list[str]:
+    """What is wrong with a recipe input's ``options`` for the readers of its files (unknown names, bad
+    values, files no source reader reads), at most one message per problem."""
+    from datamill.ingest.dumps import options
+
+    problems: list[str] = []
+    for path in paths:
+        source = source_reader(path, fmt)
+        try:
+            if source is None:
+                raise ValueError(f"options are for stackexchange, latex and reddit inputs, not {Path(path).name}")
+            options(source.Options, given, source.FORMAT)
+        except (TypeError, ValueError) as e:
+            if str(e) not in problems:
+                problems.append(str(e))
+    return problems
+
+
+def quarantines_rows(path: str | Path, fmt: str | None = None) -> bool:
+    """Is a bad row of this input (a dump's malformed line) one quarantined row, the rest still read,
+    rather than a failure of the whole file?"""
+    source = source_reader(path, fmt)
+    return source is not None and source.PER_ROW and Path(path).is_file()
+
+
+def _expand_sources(paths: Iterable[str | Path], fmt: str | None) -> Iterator[tuple[Path, str | None]]:
+    for p in paths:
+        if fmt == "latex" and Path(p).is_dir():  # a paper's folder is one source
+            yield Path(p), None
+        else:
+            yield from expand([p])
+
+
 # extensions that are documents only (.txt/.csv/.json are dataset files to the pipeline's readers)
 PIPELINE_DOCUMENTS = {ext for ext, kind in EXTENSIONS.items() if kind not in ("text", "csv")}
 
 
 def is_pipeline_document(path: str | Path, fmt: str | None = None) -> bool:
     """Should a recipe input be read by ingest rather than as a dataset file? Yes for document-only
-    extensions (.pdf, .docx, .html, .md …) and for any file declared ``format: document``."""
+    extensions (.pdf, .docx, .html, .md …), for any file declared ``format: document``, for a folder or
+    tarball declared ``format: code`` (``datamill.ingest.code``), and for dumps and papers
+    (``source_reader``: Stack Exchange, LaTeX, Reddit)."""
     if fmt is None and warc.is_archive(path):
         return True
-    return fmt == "document" or (fmt is None and Path(path).suffix.lower() in PIPELINE_DOCUMENTS)
+    if source_reader(path, fmt) is not None:
+        return True
+    return fmt in ("document", "code") or (fmt is None and Path(path).suffix.lower() in PIPELINE_DOCUMENTS)
 
 
-def raw_rows(path: str | Path, **options: Any) -> Iterator[RawRow]:
+def raw_rows(path: str | Path, fmt: str | None = None, **options: Any) -> Iterator[RawRow]:
     """One document as the pipeline's input rows: each record as a ``datamill``-format row (lossless,
     with its provenance meta), an unreadable file as one error row that the run quarantines. A web
     archive's pages come as HTML (its ``html_to_text`` step extracts them in the workers); a member
-    that cannot be read is one quarantined row naming the file and byte offset."""
+    that cannot be read is one quarantined row naming the file and byte offset. ``fmt="code"``: a
+    code tree, one row per source file."""
+    if fmt == "code":
+        from datamill.ingest import code
+
+        yield from code.raw_rows(path)
+        return
+    if (source := source_reader(path, fmt)) is not None:
+        for i, item in enumerate(source.read(path, **(options.get("source_options") or {}))):
+            if isinstance(item, Quarantined):
+                yield RawRow(item.where, item.line, i, None, item.error, item.raw)
+            else:
+                yield RawRow(source.where(item), item.meta.get("line"), i, item.to_dict())
+        return
     if warc.is_archive(path) and Path(path).is_file():
         for i, item in enumerate(warc.read_archive(path)):
             if isinstance(item, Quarantined):
@@ -256,8 +332,10 @@ __all__ = [
     "expand",
     "is_document",
     "is_pipeline_document",
+    "quarantines_rows",
     "raw_rows",
     "read_documents",
     "read_source",
+    "source_reader",
     "walk",
 ]

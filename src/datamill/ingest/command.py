@@ -4,6 +4,7 @@ files to a quarantine file, and a summary of what was read and what was not, and
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +13,7 @@ import typer
 
 from datamill.dataset import DatasetWriter, Quarantined
 from datamill.errors import CannotExpress, DatamillError
-from datamill.ingest import read_documents
+from datamill.ingest import SOURCE_FORMATS, read_documents
 from datamill.ingest.chunking import Unit, chunk_record
 from datamill.io import outputs
 from datamill.io.writers import JsonlWriter
@@ -29,6 +30,7 @@ class IngestSummary:
     written: int = 0
     quarantined: int = 0
     by_type: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # code trees: files that are no records, by reason
     output: Path | None = None
     quarantine_path: Path | None = None
 
@@ -48,10 +50,12 @@ def ingest(
     keep_meta: bool = True,
     quarantine: str | Path | None = None,
     overwrite: bool = False,
+    code: bool = False,
     **read_options: Any,
 ) -> IngestSummary:
-    """Read every document under ``paths``, write its records to ``out`` (chunked when
-    ``chunk_size`` is set), quarantine each file that cannot be read with the reason."""
+    """Read every document under ``paths`` (with ``code``: every source file of each folder, git working
+    tree or tarball), write its records to ``out`` (chunked when ``chunk_size`` is set), quarantine each
+    file that cannot be read with the reason."""
     out = Path(out)
     summary = IngestSummary(output=out)
     qpath = Path(quarantine) if quarantine else quarantine_path_for(out)
@@ -60,7 +64,7 @@ def ingest(
     ok_files: dict[str, None] = {}
     try:
         with DatasetWriter(out, fmt, keep_meta=keep_meta, overwrite=overwrite) as writer:
-            for item in read_documents(paths, **read_options):
+            for item in _items(paths, code, summary, read_options):
                 if isinstance(item, Quarantined) and item.where != item.file:  # one member of an archive
                     summary.parts_failed.append(item.error)
                     bad.write(item.to_dict())
@@ -71,10 +75,15 @@ def ingest(
                         summary.dirs_failed.append(item.file)
                     bad.write(item.to_dict())
                     continue
+                if item.text is None and writer.format.name == "pretrain":
+                    raise DatamillError(
+                        f"{item.meta.get('source')}: these are conversations; write them with --to "
+                        "sharegpt (or messages, alpaca, datamill)"
+                    )
                 summary.sections += 1
                 top = item.meta["source"].split("#", 1)[0]  # a page of a web archive: the archive file
                 ok_files.setdefault(top)
-                summary.by_type[item.meta["doc_type"]] += 1
+                summary.by_type[(item.meta["language"] or "unknown") if code else item.meta["doc_type"]] += 1
                 records = chunk_record(item, chunk_size, overlap, unit) if chunk_size else [item]
                 for rec in records:
                     _write(writer, bad, rec, summary)
@@ -90,6 +99,28 @@ def ingest(
         bad.abort()
     summary.files_ok = [f for f in ok_files if f not in summary.files_failed]
     return summary
+
+
+def _items(paths: list[str | Path], code: bool, summary: IngestSummary, options: dict[str, Any]) -> Iterator[Any]:
+    if not code:
+        return read_documents(paths, **options)
+    from datamill.ingest.code import CodeStats, read_trees
+
+    stats = CodeStats(skipped=summary.skipped)
+    return read_trees(paths, stats)
+
+
+def _key_values(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` options, each value read as YAML (``3`` is a number, ``true`` a boolean, ``[a, b]`` a list)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--source-option {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def _write(writer: DatasetWriter, bad: JsonlWriter, rec: Record, summary: IngestSummary) -> None:
@@ -120,6 +151,16 @@ def ingest_command(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing file or folder datamill did not write (refused by default).")
     ] = False,
+    code: Annotated[
+        bool, typer.Option("--code", help="Each PATH is a code tree (folder, git repo, tarball): a record per file.")
+    ] = False,
+    source_format: Annotated[
+        str | None,
+        typer.Option("--from", help="Read every PATH as: stackexchange, latex (a .tar.gz, a folder) or reddit."),
+    ] = None,
+    source_option: Annotated[
+        list[str] | None, typer.Option("--source-option", "-O", help="KEY=VALUE for that reader (docs/sources.md).")
+    ] = None,
 ) -> None:
     """Ingest documents (PDF, DOCX, PPTX, XLSX, ODT, HTML, Markdown, TXT, CSV, EPUB, RTF, EML, images
     with OCR; web archives: WARC, WET, ARC, gzipped or not) into pretraining records with provenance;
@@ -130,6 +171,9 @@ def ingest_command(
     out, err = Console(), Console(stderr=True)
     if unit not in ("tokens", "chars"):
         err.print(f"[bold red]error:[/] --unit must be tokens or chars, got {escape(unit)}")
+        raise typer.Exit(2)
+    if source_format is not None and source_format not in SOURCE_FORMATS:
+        err.print(f"[bold red]error:[/] --from must be one of {', '.join(SOURCE_FORMATS)}, got {escape(source_format)}")
         raise typer.Exit(2)
     try:
         s = ingest(
@@ -142,7 +186,10 @@ def ingest_command(
             keep_meta,
             quarantine,
             overwrite,
+            code,
             pdf_engine=pdf_engine,
+            source_format=source_format,
+            source_options=_key_values(source_option or []),
         )
     except (DatamillError, ValueError) as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}")
@@ -153,6 +200,8 @@ def ingest_command(
     out.print(
         f"files ok: {len(s.files_ok)}   failed: {len(s.files_failed)}{unlisted}   sections: {s.sections} ({types})"
     )
+    if s.skipped:
+        out.print("not records: " + ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())))
     if s.parts_failed:
         out.print(f"archive records unreadable: {len(s.parts_failed)} (the rest of their files was read)")
     for reason in [*s.files_failed.values(), *s.parts_failed]:

@@ -24,6 +24,7 @@ MODULES: dict[str, list[str]] = {  # capability → its operator modules (under 
         "clean.pretrain_filters",
         "clean.langid",
         "clean.url_filter",
+        "clean.code_filters",
         "clean.length",
         "clean.model_scores",
     ],

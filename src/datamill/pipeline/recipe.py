@@ -50,6 +50,7 @@ class InputModel(_Strict):
     format: str | None = None
     encoding: str | None = None
     optional: bool = False  # skip (with a warning) instead of failing when nothing matches
+    options: dict[str, Any] = {}  # for stackexchange / latex / reddit inputs: their reader's options
 
 
 class StepModel(BaseModel):
@@ -86,6 +87,7 @@ class InputFile:
     path: Path
     format: str | None = None
     encoding: str | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # a source reader's (ingest.source_reader)
 
 
 @dataclass
@@ -327,8 +329,9 @@ def _resolve_inputs(
     for i, item in enumerate(model.inputs):
         spec = item if isinstance(item, InputModel) else InputModel(path=item)
         where = f"line {_line(lines, ('inputs', i))}"
-        if spec.format is not None and spec.format not in (*formats.FORMATS, "document"):
-            known = ", ".join((*formats.FORMATS, "document"))
+        known_formats = (*formats.FORMATS, "document", "code", *ingest.SOURCE_FORMATS)
+        if spec.format is not None and spec.format not in known_formats:
+            known = ", ".join(known_formats)
             problems.append(f"{where}: input format '{spec.format}' is not one of {known}")
         pattern = spec.path if Path(spec.path).is_absolute() else str(base / spec.path)
         bad: list[tuple[Path, str]] = []
@@ -338,8 +341,9 @@ def _resolve_inputs(
         else:
             matches = [pattern]
         found = []
-        for m in matches:
-            ok, failed = _expand(Path(m))
+        for m in matches:  # a code tree (folder or tarball) is one input, read by datamill.ingest.code
+            one = spec.format in ("code", "latex") and Path(m).exists()  # a paper's folder is one input too
+            ok, failed = ([Path(m)], []) if one else _expand(Path(m))
             found += [p.resolve() for p in ok]
             bad += failed
         for p, reason in bad:
@@ -350,7 +354,9 @@ def _resolve_inputs(
             skipped.append(spec.path)
         elif not found and not bad:
             problems.append(f"{where}: input '{spec.path}' matches no readable file")
-        files += [InputFile(p, spec.format, spec.encoding) for p in found]
+        if spec.options:
+            problems += [f"{where}: {e}" for e in ingest.source_option_problems(found, spec.format, spec.options)]
+        files += [InputFile(p, spec.format, spec.encoding, spec.options) for p in found]
     return files
 
 

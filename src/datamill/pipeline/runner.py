@@ -155,7 +155,7 @@ class Runner:
         r = self.recipe
         config = {
             "steps": [(s.index, s.op, s.config.model_dump(mode="json")) for s in r.steps],
-            "inputs": [(str(f.path), f.format, f.encoding) for f in r.inputs],
+            "inputs": [(str(f.path), f.format, f.encoding, *([f.options] if f.options else [])) for f in r.inputs],
             "output": r.output.model_dump(mode="json"),
             "seed": r.seed,
             "chunk_size": r.chunk_size,
@@ -302,7 +302,7 @@ class Runner:
         self.unreadable = list(self.recipe.unreadable)
         for file_index, spec in enumerate(self.recipe.inputs):
             if ingest.is_pipeline_document(spec.path, spec.format):  # PDF, DOCX, HTML …: one row per section
-                rows, fmt = self._document_rows(spec.path), "datamill"
+                rows, fmt = self._document_rows(spec.path, spec.format, spec.options), "datamill"
             else:
                 rows, fmt = self._dataset_rows(spec)
             for r in rows:
@@ -312,9 +312,11 @@ class Runner:
         """A file (or the rest of one) that yields no records: counted as a file, not as records."""
         self.unreadable.append({"file": str(path), "error": error})
 
-    def _document_rows(self, path: Path) -> Iterator[RawRow]:
-        archive = ingest.warc.is_archive(path) and path.is_file()  # a bad member is a quarantined row
-        for r in ingest.raw_rows(path):
+    def _document_rows(self, path: Path, fmt: str | None = None, options: dict | None = None) -> Iterator[RawRow]:
+        # a bad archive member, a code tree's unreadable file or a dump's bad row is a quarantined row
+        archive = (ingest.warc.is_archive(path) and path.is_file()) or fmt == "code"
+        archive = archive or ingest.quarantines_rows(path, fmt)
+        for r in ingest.raw_rows(path, fmt, source_options=options):
             if r.row is None and not archive:
                 self._file_failed(path, r.error or "unreadable")
             else:
@@ -670,7 +672,11 @@ class Runner:
                     "executor": r.executor,
                     "workers": r.workers,
                     "chunk_size": r.chunk_size,
-                    "inputs": [{"path": str(f.path), "format": f.format, "encoding": f.encoding} for f in r.inputs],
+                    "inputs": [
+                        {"path": str(f.path), "format": f.format, "encoding": f.encoding}
+                        | ({"options": f.options} if f.options else {})
+                        for f in r.inputs
+                    ],
                     "steps": [{"op": s.op, **_resolved_options(s, r.raw)} for s in r.steps],
                     "output": r.output.model_dump(mode="json"),
                 }
