@@ -26,6 +26,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from datamill import __version__, formats, ops, validate
+from datamill.clean.cli import quality_app
 from datamill.convert import Summary, convert
 from datamill.dataset import Quarantined, read_with_format
 from datamill.errors import DatamillError
@@ -436,6 +437,7 @@ app.command("select")(select_command)
 app.command("report")(report_command)
 app.command("handoff")(handoff_command)
 app.add_typer(prefs_app, name="prefs")
+app.add_typer(quality_app, name="quality")
 app.add_typer(review_app, name="review")
 
 

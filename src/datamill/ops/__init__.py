@@ -27,6 +27,7 @@ MODULES: dict[str, list[str]] = {  # capability → its operator modules (under 
         "clean.code_filters",
         "clean.length",
         "clean.model_scores",
+        "clean.quality_classifier_op",
     ],
     "dedup": ["dedup.exact", "dedup.minhash_dedup", "dedup.semantic", "dedup.decontaminate"],
     "select": ["select.choose", "select.mix", "select.split", "select.groups", "select.tokens"],
