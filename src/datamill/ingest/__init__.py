@@ -6,7 +6,8 @@ headings, section) or one ``Quarantined`` naming the file and saying why it cann
 (encrypted, copy-protected, empty, truncated, unknown type). A bad file never stops the others.
 
 Owns the document readers (one module per type), structured sources (``tables``, ``database``,
-``kg``, ``dialogue``), dumps and papers (``stackexchange``, ``latex``, ``reddit``, picked by
+``kg``, ``dialogue``), web archives (``warc``: WARC/WET/ARC, streamed), code trees (``code``), dumps
+and papers (``stackexchange``, ``latex`` + ``latex_macros``, ``reddit``, with ``dumps`` shared; picked by
 ``source_reader``), chunking (``chunking``, and the ``chunk_text`` operator) and the ``datamill
 ingest`` command (``command``). May import: ``datamill.record``, ``datamill.results``,
 ``datamill.dataset``, ``datamill.io``, ``datamill.clean.html``, and the operator kinds and registry.
