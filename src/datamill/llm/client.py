@@ -457,16 +457,13 @@ class LLMClient:
     async def embed(self, texts: Sequence[str], **params: Any) -> list[list[float]]:
         """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (cached per text list)."""
         body = {"model": self.config.model, "input": list(texts), **params}
-        self.usage.requests += 1
-        key = self._cache_key("embeddings", body)
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self.usage.cache_hits += 1
-            return hit["data"]
-        vectors, tokens = await self._with_retries("embeddings", body, estimate_tokens(body["input"]), _embeddings)
-        self.usage.prompt_tokens += tokens
-        if self.cache is not None:
-            self.cache.put(key, {"data": vectors})
-        return vectors
+
+        async def fetch() -> list[list[float]]:
+            vectors, tokens = await self._with_retries("embeddings", body, estimate_tokens(body["input"]), _embeddings)
+            self.usage.prompt_tokens += tokens
+            return vectors
+
+        return await self._through_cache("embeddings", body, fetch, lambda v: {"data": v}, lambda hit: hit["data"])
 
     async def choice_logprobs(
         self, messages: Messages, choices: Sequence[str], *, system: str | None = None
@@ -492,22 +489,21 @@ class LLMClient:
             "top_logprobs": TOP_LOGPROBS,
         }
         choices = list(choices)
-        self.usage.requests += 1
-        key = self._cache_key("choice_logprobs", {**body, "choices": choices}) if self.cache is not None else ""
-        if key and (hit := self.cache.get(key)) is not None:
-            self.usage.cache_hits += 1
-            return hit["logprobs"]
-        estimate = estimate_tokens(msgs) + 1
-        if self.config.backend == "embedded":
-            result = await self._embedded_call("choice_logprobs", {**body, "choices": choices}, estimate)
-        else:
-            result = await self._with_retries(
-                "choice_logprobs", body, estimate, partial(self._parse_choice_logprobs, choices)
-            )
-        self._account(result, estimate)
-        if key:
-            self.cache.put(key, {"logprobs": result.logprobs})
-        return result.logprobs
+
+        async def fetch() -> dict[str, float]:
+            estimate = estimate_tokens(msgs) + 1
+            if self.config.backend == "embedded":
+                result = await self._embedded_call("choice_logprobs", {**body, "choices": choices}, estimate)
+            else:
+                parse = partial(self._parse_choice_logprobs, choices)
+                result = await self._with_retries("choice_logprobs", body, estimate, parse)
+            self._account(result, estimate)
+            return result.logprobs
+
+        keyed = {**body, "choices": choices}
+        return await self._through_cache(
+            "choice_logprobs", keyed, fetch, lambda v: {"logprobs": v}, lambda hit: hit["logprobs"]
+        )
 
     async def chat_many(self, batch: Sequence[Messages], **params: Any) -> list[Completion | LLMError]:
         """Run many chats concurrently (bounded by ``concurrency``); failures come back as errors."""
@@ -556,25 +552,47 @@ class LLMClient:
         blob = orjson.dumps([self.seed, kind, body], option=orjson.OPT_SORT_KEYS)
         return {**body, "seed": int.from_bytes(hashlib.blake2b(blob, digest_size=4).digest(), "big") >> 1}
 
-    async def _generate(self, kind: str, body: dict[str, Any]) -> Completion:
+    async def _through_cache(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        fetch: Callable[[], Awaitable[T]],
+        encode: Callable[[T], dict[str, Any]],
+        decode: Callable[[dict[str, Any]], T | None],
+    ) -> T:
+        """One request, counted, answered from the cache when it holds a usable entry (``decode`` gives
+        None for one that is not), else fetched and stored."""
         self.usage.requests += 1
-        body = self._seeded(kind, body)
         key = self._cache_key(kind, body) if self.cache is not None else ""
-        # an entry that is no answer was cached before replies were checked: ask again (and replace it)
-        if key and (hit := self.cache.get(key)) is not None and _not_an_answer(hit.get("texts"), body) is None:
+        if key and (hit := self.cache.get(key)) is not None and (value := decode(hit)) is not None:
             self.usage.cache_hits += 1
-            return Completion.from_cache(hit, chat=kind == "chat")
-        estimate = estimate_tokens(body.get("messages") or body.get("prompt") or "") + int(body.get("max_tokens") or 0)
-        if self.config.backend == "embedded":
-            result = await self._embedded_call(kind, body, estimate)
-            if kind == "chat":
-                result = split_thinking(result)
-        else:
-            result = await self._with_retries(kind, body, estimate, partial(self._parse_completion, kind, body))
-        self._account(result, estimate)
+            return value
+        value = await fetch()
         if key:
-            self.cache.put(key, result.to_cache())
-        return result
+            self.cache.put(key, encode(value))
+        return value
+
+    async def _generate(self, kind: str, body: dict[str, Any]) -> Completion:
+        body = self._seeded(kind, body)
+
+        def decode(hit: dict[str, Any]) -> Completion | None:
+            if _not_an_answer(hit.get("texts"), body) is not None:  # cached before replies were checked: ask again
+                return None
+            return Completion.from_cache(hit, chat=kind == "chat")
+
+        async def fetch() -> Completion:
+            estimate = estimate_tokens(body.get("messages") or body.get("prompt") or "")
+            estimate += int(body.get("max_tokens") or 0)
+            if self.config.backend == "embedded":
+                result = await self._embedded_call(kind, body, estimate)
+                if kind == "chat":
+                    result = split_thinking(result)
+            else:
+                result = await self._with_retries(kind, body, estimate, partial(self._parse_completion, kind, body))
+            self._account(result, estimate)
+            return result
+
+        return await self._through_cache(kind, body, fetch, Completion.to_cache, decode)
 
     def _account(self, result: Completion | ChoiceLogprobs, estimate: int) -> None:
         """Count a fresh (uncached) answer's tokens and cost; correct the TPM limiter's estimate."""
