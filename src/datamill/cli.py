@@ -39,6 +39,7 @@ from datamill.prefs.cli import prefs_app
 from datamill.report import handoff_command, report_command
 from datamill.review.cli import review_app
 from datamill.select.cli import select_command
+from datamill.train.cli import eval_command, train_command
 
 app = typer.Typer(
     help="Build LLM training data: convert, validate and inspect datasets in every trainer's format.",
@@ -436,6 +437,8 @@ app.command("ingest")(ingest_command)
 app.command("select")(select_command)
 app.command("report")(report_command)
 app.command("handoff")(handoff_command)
+app.command("train")(train_command)
+app.command("eval")(eval_command)
 app.add_typer(prefs_app, name="prefs")
 app.add_typer(quality_app, name="quality")
 app.add_typer(review_app, name="review")
