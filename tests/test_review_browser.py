@@ -1,9 +1,9 @@
 """The review web app in real headless Chromium (Debian's /usr/bin/chromium through Playwright's
 ``executable_path``; no browser download; under ``CI=true`` a missing browser fails, see
 test_report_browser.py): log in by link, accept with the keyboard, edit with the mouse, reject with a
-reason, walk back and forth, filter the table, two annotators choose in a pairwise task — then export
-and check the files record by record. The item whose text holds ``<script>`` and ``<img onerror>``
-shows that text literally and runs nothing.
+reason, walk back and forth, filter the table, two annotators choose in a pairwise task, answer a
+questions form with the keyboard — then export and check the files record by record. The item whose
+text holds ``<script>`` and ``<img onerror>`` shows that text literally and runs nothing.
 
 Set DATAMILL_REVIEW_SCREENSHOTS=docs to (re)write docs/review-*.png."""
 
@@ -20,11 +20,13 @@ from sqlalchemy import select
 from test_report_browser import CHROMIUM, _require_browser, sync_api
 from test_review_http import serving
 from test_review_projects import XSS, alpaca_sample
+from test_review_questions import QUESTIONS, data_with_candidates, write_yaml
 from typer.testing import CliRunner
 
 from datamill.cli import app
+from datamill.review import questions
 from datamill.review.project import start
-from datamill.review.schema import Annotator, Assignment, Item
+from datamill.review.schema import Annotator, Answer, Assignment, Item
 from datamill.review.store import Project
 
 VIEWPORT = {"width": 1000, "height": 700}
@@ -245,3 +247,45 @@ def _orders(project: Project) -> dict[tuple[str, int], tuple[list[int], list[dic
             .join(Item, Item.id == Assignment.item_id)
         ).all()
     return {(name, seq): (shown, payload["candidates"]) for name, seq, shown, payload in rows}
+
+
+def test_questions_form_by_keyboard_in_chromium(browser, shots, tmp_path):
+    src, recs = data_with_candidates(tmp_path / "in.jsonl", 2)
+    asked = [q for q in QUESTIONS if q["name"] in ("topic", "flaws", "quality", "note", "best")]
+    db = tmp_path / "questions-demo.db"
+    s = start(src, db, "sft", annotators=["alice"], questions=questions.load(write_yaml(tmp_path, asked), "sft"))
+    with serving(db) as base:
+        context, page = open_page(browser, base)
+        login(page, base, s.tokens["alice"])
+        assert page.locator("#questions fieldset").count() == 5 and page.locator("#item .rank .candidate").count() == 3
+        page.keyboard.press("q")  # into the questions: the first label has the focus
+        sync_api.expect(page.locator("[data-question=topic] input").first).to_be_focused()
+        page.keyboard.press("ArrowDown")  # radio group: the next label, chosen
+        page.keyboard.press("Tab")
+        page.keyboard.press("Space")  # the first flaw ticked
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Space")  # … and the third
+        page.keyboard.press("Tab")
+        for key in ("ArrowRight", "ArrowRight", "ArrowRight", "Tab", "ArrowRight"):  # helpfulness 4, clarity 2
+            page.keyboard.press(key)
+        page.keyboard.press("Tab")
+        page.keyboard.type("fine <b>as is</b>")
+        for rank in ("2", "3", "1"):  # each candidate's rank: Tab to its select, type the number
+            page.keyboard.press("Tab")
+            page.keyboard.type(rank)
+        page.screenshot(path=str(shots / "review-questions.png"))
+        page.keyboard.press("Escape")  # back out to the shortcuts
+        page.keyboard.press("a")
+        wait_item(page, 2)
+        assert page.locator("[data-question=topic] input:checked").count() == 0  # a fresh form for item 2
+        page.keyboard.press("a")  # topic is required: refused, said on the page
+        sync_api.expect(page.locator("#status")).to_have_text(re.compile("question 'topic' needs an answer"))
+        assert page.dialogs == [] and page.foreign == []
+        context.close()
+    with Project(db).read() as ses:
+        (answer,) = ses.scalars(select(Answer)).all()
+    assert answer.decision == "accept" and answer.responses == {
+        "topic": "writing", "flaws": ["wrong", "too long"], "quality": {"helpfulness": 4, "clarity": 2},
+        "note": "fine <b>as is</b>", "best": [2, 3, 1],
+    }  # fmt: skip

@@ -20,7 +20,9 @@ from sqlalchemy import func, select
 from test_review_projects import alpaca_sample
 from typer.testing import CliRunner
 
+import datamill
 from datamill.cli import app
+from datamill.record import Record
 from datamill.review.project import add_annotator, start
 from datamill.review.schema import Answer, Assignment, History, Item
 from datamill.review.serve import server_for
@@ -218,3 +220,46 @@ def test_an_adjudicator_reads_everyone_but_writes_only_their_own(project):
                             headers={"X-CSRF-Token": csrf})  # fmt: skip
         assert write.status_code == 404
         assert "<select name=\"annotator\">" in client.get("/table").text
+
+
+def test_table_filters_score_source_tag_and_disagreement(tmp_path):
+    en = [r for r in datamill.read(LF / "alpaca_en_demo.json") if isinstance(r, Record)][:6]
+    zh = [r for r in datamill.read(LF / "alpaca_zh_demo.json") if isinstance(r, Record)][:6]
+    drops = []
+    for k, rec in enumerate(en + zh):  # a run's drops: each record keeps its source file
+        rec.meta["quality"] = {"score": k % 5 + 1, "reason": "scripted", "judge": "quality_rubric"}
+        rec.meta["tags"] = ["maths_100%"] if k % 3 == 0 else "chat, writing"  # a list or a comma string
+        drops.append({"id": rec.id, "op": "quality_judge", "step": 0, "reason": "low", "record": rec.to_dict()})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "dropped.jsonl").write_text("".join(json.dumps(d) + "\n" for d in drops), encoding="utf-8")
+    db = tmp_path / "p.db"
+    s = start(tmp_path / "run", db, "sft", annotators=["alice", "bob"], overlap=2, dropped=True)
+    judge = add_annotator(Project(db), "judge", role="adjudicator")
+    with serving(db) as base:
+        alice, alice_csrf = signed_in(base, s.tokens["alice"])
+        bob, bob_csrf = signed_in(base, s.tokens["bob"])
+
+        def numbers(client, **params):
+            return [r["number"] for r in client.get("/api/table", params={**params, "limit": 500}).json()["rows"]]
+
+        assert numbers(alice) == list(range(1, 13))
+        assert numbers(alice, score_min=2, score_max=3) == [2, 3, 7, 8, 12]  # scores 1-5, 1-5, 1-2
+        assert numbers(alice, source=str(LF / "alpaca_zh_demo.json")) == list(range(7, 13))
+        assert numbers(alice, tag="maths_100%") == [1, 4, 7, 10]  # LIKE's % and _ are literal
+        assert numbers(alice, tag="maths") == [] and numbers(alice, tag="writing") == [2, 3, 5, 6, 8, 9, 11, 12]
+        assert numbers(alice, tag="quality_judge") == numbers(alice)  # the filter that dropped it is a tag
+        assert numbers(alice, tag="maths_100%", score_min=4) == [4, 10]
+        page = alice.get("/table").text
+        assert '<option value="maths_100%">maths_100%</option>' in page and ">alpaca_zh_demo.json</option>" in page
+        assert 'name="disagree"' not in page  # only an adjudicator filters on others' answers
+        for client, csrf, decide in ((alice, alice_csrf, "accept"), (bob, bob_csrf, "reject")):
+            for row in client.get("/api/table", params={"limit": 3}).json()["rows"]:
+                body = {"decision": decide if row["number"] != 3 else "accept"}
+                assert client.post(f"/api/assignments/{row['assignment']}/answer", json=body,
+                                   headers={"X-CSRF-Token": csrf}).status_code == 200  # fmt: skip
+        adjudicator, _ = signed_in(base, judge)
+        split = adjudicator.get("/api/table", params={"disagree": "true"}).json()["rows"]
+        assert sorted((r["number"], r["annotator"]) for r in split) == [(1, "alice"), (1, "bob"), (2, "alice"),
+                                                                        (2, "bob")]  # fmt: skip
+        assert 'name="disagree"' in adjudicator.get("/table").text
+        assert alice.get("/api/table", params={"disagree": "true"}).status_code == 403

@@ -386,3 +386,59 @@ def test_agreement_of_a_project_with_missing_answers(tmp_path):
     assert {p["name"]: p["answered"] for p in s["annotators"]} == {"c0": 9, "c1": 11, "c2": 10, "c3": 11}
     result = CliRunner().invoke(app, ["review", "stats", str(db), "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["agreement"] == s["agreement"]
+
+
+def test_false_drop_rate_per_filter_reason(tmp_path):
+    outdir = _run(tmp_path)
+    db = tmp_path / "drops.db"
+    start(outdir, db, "sft", annotators=["alice"], dropped=True)
+    project = Project(db)
+    alice = person(project, "alice")
+    plan = ["accept", "edit", "reject", "accept", "reject"]  # kept 3 of 5 decided; the rest not yet answered
+    for a, decision in zip(queue_of(project, "alice"), plan, strict=False):
+        body = {"decision": decision, "reason": "too short"}
+        if decision == "edit":
+            body["edits"] = {"messages.1": "A longer, better answer."}
+        submit(project, alice, a.id, body)
+    with project.read() as ses:
+        hint = ses.scalar(select(Item.suggestions).where(Item.seq == 0))[0]
+    (row,) = summary(project)["false_drops"]
+    assert row == {"op": "length_filter", "reason": hint["reason"], "decided": 5, "kept": 3, "false_drop_rate": 0.6}
+    text = CliRunner().invoke(app, ["review", "stats", str(db)]).output
+    assert "false drops per filter reason" in text and "60%" in text
+    assert "false_drops" not in summary(Project(start_plain(tmp_path)))  # only a review of drops has them
+
+
+def start_plain(tmp_path: Path) -> Path:
+    db = tmp_path / "plain.db"
+    start(alpaca_sample(tmp_path / "plain.jsonl", 2), db, "sft")
+    return db
+
+
+def test_a_schema_1_project_is_upgraded_when_opened(tmp_path):
+    db = tmp_path / "old.db"
+    start(alpaca_sample(tmp_path / "in.jsonl", 3), db, "sft", annotators=["alice", "bob"], overlap=2)
+    project = Project(db)
+    for name, decision in (("alice", "accept"), ("bob", "reject")):
+        submit(project, person(project, name), queue_of(project, name)[0].id, {"decision": decision})
+    project.close()
+    con = sqlite3.connect(db)  # what datamill 1's review start made: none of the columns schema 2 added
+    for index in ("ix_items_score", "ix_items_source", "ix_items_disagree"):
+        con.execute(f"DROP INDEX {index}")
+    for table, column in (("items", "gold"), ("items", "score"), ("items", "source"), ("items", "tags"),
+                          ("items", "disagree"), ("answers", "responses")):  # fmt: skip
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    con.execute("UPDATE settings SET value = '1' WHERE key = 'schema'")
+    con.commit()
+    con.close()
+    project = Project(db)
+    assert project.settings["schema"] == 2
+    with project.read() as ses:
+        items = ses.scalars(select(Item).order_by(Item.seq)).all()
+        upgrade = ses.scalar(select(History).where(History.action == "upgrade"))
+    assert [i.disagree for i in items] == [True, False, False]  # alice accepted what bob rejected
+    assert items[0].source == str(tmp_path / "in.jsonl") and items[0].gold is None and items[0].tags == ""
+    assert upgrade.before == {"schema": 1} and upgrade.after == {"schema": 2}
+    assert Project(db).settings["schema"] == 2  # once
+    s = export(project, tmp_path / "out", "sharegpt")
+    assert (s.items, s.dropped, s.pending) == (3, 1, 2)

@@ -1,8 +1,10 @@
 """How far annotators agree, computed by the maintained libraries, never by hand: Cohen's kappa for each
 pair of annotators (scikit-learn; quadratic weights for ratings), Fleiss' kappa over the items rated by
 the usual number of people (statsmodels) and Krippendorff's alpha over everything, missing answers
-allowed (``krippendorff``; ordinal for ratings, nominal otherwise). Also each person's progress and,
-for pairwise tasks, how often they chose the answer shown on the left (position bias)."""
+allowed (``krippendorff``; ordinal for ratings and ranks, nominal otherwise), over the data's answers
+(gold items are everyone's and would swamp it). Also each person's progress, for pairwise tasks how
+often they chose the answer shown on the left (position bias), each person's accuracy on gold items,
+and for a review of a run's drops the false-drop rate of each filter reason."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from typing import Any
 from sqlalchemy import select
 
 from datamill.review import queue
-from datamill.review.schema import Annotator, Answer
+from datamill.review.answers import answer_dict
+from datamill.review.questions import ordered, scales, values
+from datamill.review.schema import Annotator, Answer, Item
 from datamill.review.store import Project, ReviewError
 
 Values = dict[str, dict[int, Any]]  # annotator → item → value
@@ -78,44 +82,92 @@ def measures(values: Values, ordinal: bool = False, domain: list[Any] | None = N
     return out
 
 
-def questions(task: str, answers: list[tuple[str, Answer]], criteria: list[str]) -> dict[str, Values]:
-    """The answers as values per question: the decision, the label, or each rating criterion."""
+def per_question(settings: dict[str, Any], answers: list[tuple[str, dict[str, Any]]]) -> dict[str, Values]:
+    """The answers as values per question (:func:`datamill.review.questions.values`)."""
     out: dict[str, Values] = {}
-    for name, a in answers:
-        if task == "rating":
-            for crit in criteria:
-                if a.ratings and crit in a.ratings:
-                    out.setdefault(crit, {}).setdefault(name, {})[a.item_id] = a.ratings[crit]
-            continue
-        if task == "label":
-            value = a.labels[0] if a.labels else None
-        elif task == "pairwise":
-            value = f"candidate {a.choice}" if a.decision in ("a", "b") else a.decision
-        else:
-            value = a.decision
-        out.setdefault("label" if task == "label" else "decision", {}).setdefault(name, {})[a.item_id] = value
+    for name, fields in answers:
+        for key, value in values(settings, fields).items():
+            out.setdefault(key, {}).setdefault(name, {})[fields["item_id"]] = value
     return out
 
 
+def gold_accuracy(settings: dict[str, Any], answers: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> list[dict]:
+    """Each annotator's answers on gold items against the known answers: every value the gold answer
+    gives (the decision, a label, each rating …) is one check; an edit counts as keeping the record."""
+    people: dict[str, dict[str, Any]] = {}
+    for name, fields, known in answers:
+        want, got = values(settings, _kept(known)), values(settings, _kept(fields))
+        row = people.setdefault(name, {"name": name, "items": 0, "checks": 0, "correct": 0})
+        row["items"] += 1
+        for key, value in want.items():
+            row["checks"] += 1
+            row["correct"] += got.get(key) == value
+    for row in people.values():
+        row["accuracy"] = round(row["correct"] / row["checks"], 4) if row["checks"] else None
+    return sorted(people.values(), key=lambda r: r["name"])
+
+
+def _kept(fields: dict[str, Any]) -> dict[str, Any]:
+    return fields | {"decision": "accept"} if fields.get("decision") == "edit" else fields
+
+
+KEEP = {"accept", "edit", "desirable"}
+REMOVE = {"reject", "undesirable"}
+
+
+def false_drops(project: Project) -> list[dict[str, Any]]:
+    """For a project of a run's drops (``--dropped``): per filter and reason, how many dropped items
+    people decided on and the share they kept (accepted, edited, called desirable) — the filter's
+    false-drop rate. Ties and items still waiting for answers are not decisions."""
+    from datamill.review.decide import decide
+    from datamill.review.export import decided
+
+    task, rows = project.task, {}
+    for item, votes, assigned in decided(project):
+        drop = next((h for h in item["suggestions"] if h.get("kind") == "drop"), None)
+        if drop is None or not assigned or len(votes) < assigned:
+            continue
+        outcome = decide(task, item, votes).decision
+        key = (drop.get("op") or "filter", drop.get("reason") or "")
+        row = rows.setdefault(key, {"op": key[0], "reason": key[1], "decided": 0, "kept": 0})
+        if outcome in KEEP | REMOVE:
+            row["decided"] += 1
+            row["kept"] += outcome in KEEP
+    for row in rows.values():
+        row["false_drop_rate"] = round(row["kept"] / row["decided"], 4) if row["decided"] else None
+    return sorted(rows.values(), key=lambda r: (r["op"], -r["decided"], r["reason"]))
+
+
 def summary(project: Project) -> dict[str, Any]:
-    """The stats page and ``review stats``: people, position bias, agreement per question."""
+    """The stats page and ``review stats``: people, position bias, agreement per question, accuracy on
+    gold items, and for a review of a run's drops the false-drop rate per filter reason."""
     settings = project.settings
     task = settings["task"]
     with project.read() as s:
-        answers = s.execute(select(Annotator.name, Answer).join(Annotator, Annotator.id == Answer.annotator_id)).all()
+        rows = s.execute(
+            select(Annotator.name, Answer, Item.gold)
+            .join(Annotator, Annotator.id == Answer.annotator_id)
+            .join(Item, Item.id == Answer.item_id)
+        ).all()
+    answers = [(name, answer_dict(a)) for name, a, gold in rows if gold is None]
     people = queue.everyone(project)
     if task == "pairwise":
         sides: dict[str, Counter] = {}
         for name, a in answers:
-            if a.decision in ("a", "b"):
-                sides.setdefault(name, Counter())[a.decision] += 1
+            if a["decision"] in ("a", "b"):
+                sides.setdefault(name, Counter())[a["decision"]] += 1
         for p in people:
             c = sides.get(p["name"])
             p["first_position_share"] = round(c["a"] / (c["a"] + c["b"]), 4) if c else None
-    scale = list(range(1, settings["scale"] + 1))
-    agreement = [
-        {"question": q, "measures": measures(v, ordinal=task == "rating", domain=scale if task == "rating" else None)}
-        for q, v in questions(task, answers, settings["criteria"]).items()
-    ]
+    ratings = scales(settings)
+    agreement = []
+    for key, v in per_question(settings, answers).items():
+        ordinal = ordered(settings, key, ratings)
+        seen = sorted({x for by_item in v.values() for x in by_item.values()}) if ordinal else None
+        agreement.append({"question": key, "measures": measures(v, ordinal=ordinal, domain=ratings.get(key, seen))})
     note = "" if any(q["measures"] for q in agreement) else "agreement needs items answered by two or more people"
-    return {"task": task, "annotators": people, "answers": len(answers), "agreement": agreement, "note": note}
+    out = {"task": task, "annotators": people, "answers": len(answers), "agreement": agreement, "note": note}
+    out["gold"] = gold_accuracy(settings, [(name, answer_dict(a), gold) for name, a, gold in rows if gold is not None])
+    if settings.get("dropped"):
+        out["false_drops"] = false_drops(project) if task in ("sft", "kto") else []
+    return out

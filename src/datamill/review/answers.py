@@ -1,6 +1,7 @@
-"""Storing an answer: check it against the task, then write it, the assignment's and the item's new
-status and a history row (before/after) in one transaction. One answer per assignment: answering
-again changes it (history keeps the old one), so a submission retried or sent twice is stored once."""
+"""Storing an answer: check it against the task and the questions, then write it, the assignment's and
+the item's new status, whether the item's annotators now disagree, and a history row (before/after) in
+one transaction. One answer per assignment: answering again changes it (history keeps the old one), so
+a submission retried or sent twice is stored once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from datamill.review import questions
 from datamill.review.items import apply_edits, content_of
 from datamill.review.schema import Annotator, Answer, Assignment, Item
 from datamill.review.store import Project, ReviewError
@@ -33,7 +35,7 @@ class NotYours(ReviewError):
 
 def answer_dict(ans: Answer) -> dict[str, Any]:
     keys = ("id", "assignment_id", "item_id", "annotator_id", "decision", "choice", "record", "reason", "ratings",
-            "labels", "created_at", "updated_at")  # fmt: skip
+            "labels", "responses", "created_at", "updated_at")  # fmt: skip
     return {k: getattr(ans, k) for k in keys}
 
 
@@ -50,6 +52,10 @@ def check(settings: dict[str, Any], item: Item, shown: list[int] | None, body: A
         raise BadAnswer(f"reason must be text of at most {MAX_REASON} characters")
     out: dict[str, Any] = {"decision": decision, "reason": (reason.strip() or None) if reason else None}
     out |= {"choice": None, "record": None, "ratings": None, "labels": None}
+    try:
+        out["responses"] = questions.check(settings.get("questions") or [], item.payload, body.get("responses"))
+    except ValueError as e:
+        raise BadAnswer(str(e)) from None
     if decision == "edit":
         out["record"] = _edited(item.record, body.get("edits"))
     elif task == "pairwise" and decision in ("a", "b"):
@@ -115,6 +121,8 @@ def submit(project: Project, who: Annotator, assignment_id: int, body: Any) -> d
         answered = s.scalar(select(func.count(Answer.id)).where(Answer.item_id == item.id))
         assigned = s.scalar(select(func.count(Assignment.id)).where(Assignment.item_id == item.id))
         item.status = "done" if answered >= assigned else "partial"
+        given = s.scalars(select(Answer).where(Answer.item_id == item.id)).all()
+        item.disagree = questions.differ(settings, [questions.values(settings, answer_dict(x)) for x in given])
         after = answer_dict(ans)
         w.log("answer" if before is None else "change answer", "answers", ans.id, before, after)
     return after

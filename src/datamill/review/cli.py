@@ -60,16 +60,29 @@ def start_cmd(
         bool, typer.Option("--dropped", help="Review what a run's filters dropped (OUTDIR/dropped.jsonl).")
     ] = False,
     from_: Annotated[str | None, typer.Option("--from", "-f", help="Input format (default: detect).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the pairwise A/B orders (default: random).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the A/B orders and gold places (default: random).")] = None,
+    questions: Annotated[
+        Path | None, typer.Option(help="A YAML file of questions asked beside the task (label, multi_label, "
+                                       "rating, text, edit, ranking).")  # fmt: skip
+    ] = None,
+    gold: Annotated[
+        Path | None, typer.Option(help="Records with known answers (meta.gold), mixed into each queue, never exported.")
+    ] = None,
+    gold_rate: Annotated[
+        float | None, typer.Option(help="The share of each queue that is gold (default 0.05).")
+    ] = None,
 ) -> None:
     """Make a review project from DATA; print each annotator's login link once."""
+    from datamill.review import questions as q
     from datamill.review.project import start
 
     try:
         text = guidelines.read_text(encoding="utf-8") if guidelines else ""
+        asked = q.load(questions, task) if questions else None
         s = start(
             data, output, task, guidelines=text, annotators=_csv(annotators), overlap=overlap, labels=_csv(labels),
-            criteria=_csv(criteria), scale=scale, dropped=dropped, fmt=from_, seed=seed,
+            criteria=_csv(criteria), scale=scale, dropped=dropped, fmt=from_, seed=seed, questions=asked, gold=gold,
+            gold_rate=gold_rate,
         )  # fmt: skip
     except (DatamillError, OSError) as e:
         _fail(str(e))
@@ -80,6 +93,8 @@ def start_cmd(
     for reason, n in s.skipped.most_common():
         table.add_row("skipped", escape(f"{n:,} × {reason}"))
     table.add_row("quarantined", f"{s.quarantined:,}")
+    if s.gold:
+        table.add_row("gold items", f"{s.gold:,} (mixed in, never exported)")
     out.print(table)
     _links(s.tokens)
     out.print(escape(f"next: datamill review serve {output}"), highlight=False)
@@ -102,6 +117,39 @@ def add_annotator_cmd(
     except DatamillError as e:
         _fail(str(e))
     _links({name: token})
+
+
+@review_app.command("suggest")
+def suggest_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    llm: Annotated[
+        str | None,
+        typer.Option(help="The judge: YAML keys of a recipe's llm: inline or a file (default: the embedded model)."),
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="quality (records; the default), pairwise (pairs; the default) or score.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Judge at most this many items.")] = None,
+) -> None:
+    """Pre-annotate items that have no judge suggestion yet (quality_judge, judge_pairwise or judge_score)."""
+    from datamill.clean.cli import _llm_config
+    from datamill.review.store import Project
+    from datamill.review.suggest import suggest
+
+    config = _llm_config(llm)
+    try:
+        s = suggest(Project(project), config, judge=judge, limit=limit)
+    except DatamillError as e:
+        _fail(str(e))
+    table = Table(show_header=False, title=f"{s.judge} · {config.backend} {config.model}")
+    table.add_row("items", f"{s.items:,}")
+    table.add_row("had a judgment", f"{s.had:,}")
+    table.add_row("judged now", f"{s.judged:,}")
+    for reason, n in s.failed.most_common():
+        table.add_row("no judgment", escape(f"{n:,} × {reason}"))
+    if s.usage is not None:
+        table.add_row("requests", f"{s.usage.requests:,} ({s.usage.cache_hits:,} from the cache)")
+    out.print(table)
 
 
 @review_app.command("serve")
@@ -161,7 +209,7 @@ def stats_cmd(
     project: Annotated[Path, typer.Argument(help="The project file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Progress per annotator and agreement (Cohen's and Fleiss' kappa, Krippendorff's alpha)."""
+    """Progress, agreement (Cohen's and Fleiss' kappa, Krippendorff's alpha), accuracy on gold, false drops."""
     from datamill.review.agreement import summary
     from datamill.review.store import Project
 
@@ -187,3 +235,15 @@ def stats_cmd(
         out.print(table)
     if s["note"]:
         out.print(escape(s["note"]))
+    if s["gold"]:
+        gold = Table("annotator", "gold items", "correct", "accuracy", title="accuracy on gold")
+        for g in s["gold"]:
+            acc = "—" if g["accuracy"] is None else f"{g['accuracy']:.0%}"
+            gold.add_row(escape(g["name"]), f"{g['items']:,}", f"{g['correct']:,} / {g['checks']:,}", acc)
+        out.print(gold)
+    if s.get("false_drops"):
+        drops = Table("filter", "reason", "decided", "kept", "false-drop rate", title="false drops per filter reason")
+        for d in s["false_drops"]:
+            rate = "—" if d["false_drop_rate"] is None else f"{d['false_drop_rate']:.0%}"
+            drops.add_row(escape(d["op"]), escape(d["reason"]), f"{d['decided']:,}", f"{d['kept']:,}", rate)
+        out.print(drops)

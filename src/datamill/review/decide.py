@@ -17,6 +17,7 @@ from typing import Any
 from datamill.prefs.candidates import prompt_of
 from datamill.record import Message, Record
 from datamill.review.items import content_of
+from datamill.review.questions import combine
 
 PAIR_META = ("source", "index", "line", "input", "reference")
 
@@ -29,10 +30,15 @@ class Outcome:
     review: dict[str, Any] = field(default_factory=dict)
 
 
-def decide(task: str, item: dict[str, Any], votes: list[dict[str, Any]]) -> Outcome:
-    """``item``: record, payload, id; ``votes``: answer dicts with the annotator's ``name``."""
+def decide(
+    task: str, item: dict[str, Any], votes: list[dict[str, Any]], questions: list[dict[str, Any]] | None = None
+) -> Outcome:
+    """``item``: record, payload, id; ``votes``: answer dicts with the annotator's ``name``;
+    ``questions``: the project's, whose responses are combined into ``meta.review.responses``."""
     review = {"item": item["id"], "annotators": [_vote(v) for v in votes]}
     outcome = {"sft": _sft, "pairwise": _pairwise, "rating": _rating, "label": _label, "kto": _kto}[task](item, votes)
+    if questions and any(v.get("responses") for v in votes):
+        review["responses"] = combine(questions, [v["responses"] for v in votes if v.get("responses")])
     outcome.review = {"decision": outcome.decision, **review, **outcome.review}
     for rec in outcome.records:
         rec.meta["review"] = outcome.review
@@ -48,7 +54,7 @@ def original(item: dict[str, Any], review: dict[str, Any] | None = None) -> Reco
 
 def _vote(v: dict[str, Any]) -> dict[str, Any]:
     out = {"name": v["name"], "at": v["updated_at"], "decision": v["decision"]}
-    for key in ("reason", "ratings", "labels", "choice"):
+    for key in ("reason", "ratings", "labels", "choice", "responses"):
         if v.get(key) is not None:
             out[key] = v[key]
     return out

@@ -2,7 +2,7 @@
 run's output: ``data-00000.<container>`` in any datamill format (registered in dataset_info.json),
 ``dropped.jsonl`` (rejected, tied, both-bad and unexpressible items, each with its reason and
 ``meta.review``) and ``review.json`` (the counts). Items still waiting for answers are counted, not
-written: ``items = written + dropped + pending``."""
+written: ``items = written + dropped + pending``. Gold items are not data: never written, not counted."""
 
 from __future__ import annotations
 
@@ -55,11 +55,13 @@ class ExportSummary:
 
 
 def decided(project: Project) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], int]]:
-    """Every item in order with its answers (each with the annotator's name) and how many were assigned."""
+    """Every item of the data in order (gold items are never data) with its answers (each with the
+    annotator's name) and how many were assigned."""
     last = -1
     while True:
         with project.read() as s:
-            items = s.scalars(select(Item).where(Item.seq > last).order_by(Item.seq).limit(BATCH)).all()
+            data = select(Item).where(Item.seq > last, Item.gold.is_(None))
+            items = s.scalars(data.order_by(Item.seq).limit(BATCH)).all()
             if not items:
                 return
             ids = [i.id for i in items]
@@ -80,7 +82,8 @@ def decided(project: Project) -> Iterator[tuple[dict[str, Any], list[dict[str, A
             for ans, name in rows:
                 votes.setdefault(ans.item_id, []).append(answer_dict(ans) | {"name": name})
         for i in items:
-            yield {"id": i.id, "record": i.record, "payload": i.payload}, votes.get(i.id, []), assigned.get(i.id, 0)
+            yield ({"id": i.id, "record": i.record, "payload": i.payload, "suggestions": i.suggestions},
+                   votes.get(i.id, []), assigned.get(i.id, 0))  # fmt: skip
         last = items[-1].seq
 
 
@@ -97,7 +100,7 @@ def export(
     formats.get(fmt)  # an unknown format fails before anything is written
     if container not in CONTAINERS:
         raise ValueError(f"--container must be one of {', '.join(CONTAINERS)}")
-    task = project.task
+    task, questions = project.task, project.settings.get("questions")
     summary = ExportSummary()
     data_path = out / f"data-00000.{container}"
     writer = DatasetWriter(data_path, fmt, keep_meta=keep_meta, name=name or out.name, overwrite=overwrite)
@@ -108,7 +111,7 @@ def export(
             if not assigned or len(votes) < assigned:
                 summary.pending += 1
                 continue
-            outcome = decide(task, item, votes)
+            outcome = decide(task, item, votes, questions)
             summary.decisions[outcome.decision] += 1
             if outcome.reason is not None:
                 _drop(dropped, summary, original(item, outcome.review), outcome.reason)

@@ -53,19 +53,52 @@ def content_of(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("id", "meta")}
 
 
-def drafts(rec: Record, task: str, drop: dict[str, Any] | None = None) -> list[dict[str, Any]] | str:
-    """The item rows one record gives for ``task``, or why it gives none."""
+def drafts(
+    rec: Record, task: str, drop: dict[str, Any] | None = None, questions: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]] | str:
+    """The item rows one record gives for ``task``, or why it gives none. The payload carries what the
+    questions need: the candidates to rank and the answer to edit."""
     record = rec.to_dict()
     base = suggestions(rec, drop)
     if task == "pairwise":
-        return _pairs(rec, record, base)
-    if not record.keys() - {"id", "meta"}:
+        rows = _pairs(rec, record, base)
+    elif not record.keys() - {"id", "meta"}:
         return "empty record"
-    if task == "kto" and answer_of(rec) is None:
+    elif task == "kto" and answer_of(rec) is None:
         return "no answer to call desirable or undesirable"
-    if task == "kto" and rec.label is not None:
-        base.append({"source": "dataset", "kind": "label", "label": rec.label})
-    return [{"record": record, "payload": {}, "suggestions": base, "text": rec.part("all")}]
+    else:
+        if task == "kto" and rec.label is not None:
+            base.append({"source": "dataset", "kind": "label", "label": rec.label})
+        rows = [{"record": record, "payload": {}, "suggestions": base, "text": rec.part("all")}]
+    if isinstance(rows, str):
+        return rows
+    kinds = {q["kind"] for q in questions or []}
+    for row in rows:
+        if "ranking" in kinds and len(candidates(rec)) >= 2:
+            row["payload"]["rank"] = [_candidate(c) for c in candidates(rec)]
+        if "edit" in kinds and answer_of(rec) is not None:
+            row["payload"]["answer"] = answer_of(rec)
+        row |= facets(record, row["suggestions"])
+    return rows
+
+
+def facets(record: dict[str, Any], hints: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table's filter columns of an item: the quality score (1-5) of its first score suggestion,
+    ``meta.source``, and its tags — ``meta.tags``, ``meta.lang``, ``meta.method`` and, for a dropped
+    record, the operator that dropped it."""
+    meta = record.get("meta") or {}
+    score = next((h["score"] for h in hints if h.get("kind") == "score"), None)
+    tags = meta.get("tags")
+    found = tags.split(",") if isinstance(tags, str) else list(tags) if isinstance(tags, list) else []
+    found += [meta[k] for k in ("lang", "method") if isinstance(meta.get(k), str)]
+    found += [h["op"] for h in hints if h.get("kind") == "drop" and h.get("op")]
+    clean = sorted({str(t).strip().replace("|", "/") for t in found if str(t).strip()})
+    source = meta.get("source")
+    return {
+        "score": float(score) if isinstance(score, int | float) else None,
+        "source": source[:1000] if isinstance(source, str) else None,
+        "tags": "|" + "|".join(clean) + "|" if clean else "",
+    }
 
 
 def _pairs(rec: Record, record: dict[str, Any], base: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
@@ -86,7 +119,7 @@ def _pairs(rec: Record, record: dict[str, Any], base: list[dict[str, Any]]) -> l
     prompt_text = "\n".join(t["content"] for t in prompt)
     out = []
     for i, j in pairs:
-        hints = [*base, *_judgments(rec, i, j)]
+        hints = [*base, *pair_judgments(rec, i, j)]
         out.append(
             {
                 "record": record,
@@ -106,7 +139,7 @@ def _candidate(cand: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _judgments(rec: Record, i: int, j: int) -> list[dict[str, Any]]:
+def pair_judgments(rec: Record, i: int, j: int) -> list[dict[str, Any]]:
     """judge_pairwise's verdict on candidates i and j, as a preference for one of them (or a tie)."""
     out = []
     for jd in rec.meta.get("judgments") or []:
@@ -123,12 +156,9 @@ def _judgments(rec: Record, i: int, j: int) -> list[dict[str, Any]]:
     return out
 
 
-def suggestions(rec: Record, drop: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """What the pipeline already said about the record: the filter that dropped it, the quality judge's
-    score and reason, the perplexity."""
-    out: list[dict[str, Any]] = []
-    if drop:
-        out.append({"source": "filter", "kind": "drop", **{k: drop[k] for k in ("op", "step", "reason") if k in drop}})
+def quality_hints(rec: Record) -> list[dict[str, Any]]:
+    """``quality_judge``'s scores in ``meta`` (under any field name) as suggestions."""
+    out = []
     for key, value in rec.meta.items():
         if isinstance(value, dict) and isinstance(value.get("score"), int | float) and "judge" in value:
             hint = {"source": "quality_judge", "kind": "score", "field": key, "score": value["score"]}
@@ -137,6 +167,16 @@ def suggestions(rec: Record, drop: dict[str, Any] | None) -> list[dict[str, Any]
                 if value.get(extra) is not None:
                     hint[extra] = value[extra]
             out.append(hint)
+    return out
+
+
+def suggestions(rec: Record, drop: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What the pipeline already said about the record: the filter that dropped it, the quality judge's
+    score and reason, the perplexity."""
+    out: list[dict[str, Any]] = []
+    if drop:
+        out.append({"source": "filter", "kind": "drop", **{k: drop[k] for k in ("op", "step", "reason") if k in drop}})
+    out += quality_hints(rec)
     if isinstance(rec.meta.get("perplexity"), int | float):
         out.append({"source": "perplexity", "kind": "value", "value": rec.meta["perplexity"]})
     return out

@@ -1,11 +1,14 @@
 """Making a project (``review start``) and adding annotators. Items are handed out round-robin so each
 is assigned to ``overlap`` different annotators and everyone gets a similar share; a pairwise item's
-A/B order is drawn per annotator (seeded) and stored, so position bias stays measurable."""
+A/B order is drawn per annotator (seeded) and stored, so position bias stays measurable. Gold items
+(records with a known answer) are mixed into each annotator's queue at ``gold_rate``, at seeded random
+places, looking like any other item."""
 
 from __future__ import annotations
 
 import random
 import secrets
+import types
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from datamill.dataset import Quarantined
+from datamill.dataset import Quarantined, read
+from datamill.record import Record
 from datamill.review import ROLES
+from datamill.review.answers import BadAnswer, check
 from datamill.review.items import TASKS, drafts
 from datamill.review.schema import SCHEMA_VERSION, Annotator, Assignment, Item, Setting
 from datamill.review.sources import entries
@@ -33,6 +38,7 @@ class StartSummary:
     records: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
+    gold: int = 0  # gold items (not counted in ``items``: they are never exported)
     tokens: dict[str, str] = field(default_factory=dict)  # name → token, shown once, never stored
 
 
@@ -51,10 +57,24 @@ def start(
     fmt: str | None = None,
     seed: int | None = None,
     name: str | None = None,
+    questions: list[dict[str, Any]] | None = None,
+    gold: Path | None = None,
+    gold_rate: float | None = None,
 ) -> StartSummary:
-    """Create the project ``target`` from ``data`` and print nothing: the caller shows the summary."""
+    """Create the project ``target`` from ``data`` and print nothing: the caller shows the summary.
+    ``questions``: as :func:`datamill.review.questions.load` returns them; ``gold``: records whose
+    ``meta.gold`` is the known answer, mixed into every queue at ``gold_rate`` (default 0.05)."""
     names = annotators or []
     _check(task, names, overlap, labels, criteria, scale)
+    criteria = criteria or (["overall"] if task == "rating" else [])
+    clash = [q["name"] for q in questions or [] if q["name"] in {"decision", "label", *criteria}]
+    if clash:
+        raise ReviewError(f"question '{clash[0]}' has the name of the task's own question; rename it")
+    if gold_rate is not None and gold is None:
+        raise ReviewError("--gold-rate needs --gold gold.jsonl (the items with known answers)")
+    rate = 0.05 if gold is not None and gold_rate is None else gold_rate or 0.0
+    if gold is not None and not 0 < rate < 1:
+        raise ReviewError(f"--gold-rate must be above 0 and below 1 (a share of each queue), not {rate:g}")
     if "://" not in str(target) and Path(target).exists():
         raise ReviewError(f"{target} already exists; name a new project file")
     project = Project(target, create=True)
@@ -66,15 +86,18 @@ def start(
             "task": task,
             "guidelines": guidelines,
             "labels": labels or [],
-            "criteria": criteria or (["overall"] if task == "rating" else []),
+            "criteria": criteria,
             "scale": scale,
             "overlap": overlap,
             "seed": seed if seed is not None else secrets.randbelow(2**31),
             "secret": secrets.token_hex(32),
             "source": str(data),
             "dropped": dropped,
+            "questions": questions or [],
+            "gold_rate": rate,
             "created_at": now(),
         }
+        golden = _gold(gold, settings) if gold is not None else []
         with project.write("cli") as w:
             w.session.add_all(Setting(key=k, value=v) for k, v in settings.items())
             batch: list[dict[str, Any]] = []
@@ -84,7 +107,7 @@ def start(
                     summary.quarantined += 1
                     continue
                 rec, drop = entry
-                rows = drafts(rec, task, drop)
+                rows = drafts(rec, task, drop, settings["questions"])
                 if isinstance(rows, str):
                     summary.skipped[rows] += 1
                     continue
@@ -95,10 +118,13 @@ def start(
                 if len(batch) >= BATCH:
                     w.session.execute(insert(Item), batch)
                     batch = []
+            for row in golden:
+                batch.append({"seq": summary.items + summary.gold, "status": "open", **row})
+                summary.gold += 1
             if batch:
                 w.session.execute(insert(Item), batch)
             w.log("start", "settings", None, after={k: v for k, v in settings.items() if k != "secret"} | {
-                "items": summary.items, "read": summary.read})  # fmt: skip
+                "items": summary.items, "gold": summary.gold, "read": summary.read})  # fmt: skip
         if names:
             summary.tokens = add_annotators(project, names, "annotator", actor="cli")
     except BaseException:
@@ -109,6 +135,38 @@ def start(
         raise
     project.close()
     return summary
+
+
+def _gold(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Item rows for the gold file: each record's ``meta.gold`` (an answer as the app would send it, for
+    a pairwise item in the file's own order: ``a`` is the first candidate or ``chosen``) checked like an
+    answer and stored as the item's known answer. A gold item has no source or tags (the table's
+    filters would single the gold file out). A known answer may leave questions out (they are then not
+    scored). Any problem is an error: gold must be exact."""
+    rows: list[dict[str, Any]] = []
+    lenient = settings | {"questions": [q | {"required": False} for q in settings["questions"]]}
+    for n, entry in enumerate(read(path), 1):
+        if isinstance(entry, Quarantined):
+            raise ReviewError(f"--gold {entry.where}: {entry.error}")
+        rec: Record = entry
+        answer = rec.meta.pop("gold", None)
+        where = f"--gold {path}: record {n}"
+        if not isinstance(answer, dict):
+            raise ReviewError(f"{where} has no meta.gold with its known answer, e.g. {{\"decision\": \"reject\"}}")
+        made = drafts(rec, settings["task"], None, settings["questions"])
+        if isinstance(made, str):
+            raise ReviewError(f"{where}: {made}")
+        if len(made) != 1:
+            raise ReviewError(f"{where}: gives {len(made)} pairs; a pairwise gold record has exactly two answers")
+        row = made[0]
+        try:
+            known = check(lenient, types.SimpleNamespace(**row), None, answer)
+        except BadAnswer as e:
+            raise ReviewError(f"{where}: meta.gold: {e}") from None
+        rows.append(row | {"record_id": rec.id, "gold": known, "source": None, "tags": ""})
+    if not rows:
+        raise ReviewError(f"--gold {path}: no gold records")
+    return rows
 
 
 def _check(task: str, names: list[str], overlap: int, labels, criteria, scale: int) -> None:
@@ -170,10 +228,12 @@ def _assign(w: Writer, people: list[Annotator], settings: dict[str, Any]) -> Non
     have = (
         select(Item.id, Item.seq, Item.payload, func.count(Assignment.id).label("n"))
         .outerjoin(Assignment, Assignment.item_id == Item.id)
+        .where(Item.gold.is_(None))
         .group_by(Item.id)
         .order_by(Item.seq)
     )
     load = dict.fromkeys(range(len(people)), 0)
+    places: dict[int, list[int]] = {i: [] for i in load}  # each person's queue positions
     batch = []
     for r in s.execute(have).all():
         need = min(settings["overlap"] - r.n, len(people))
@@ -182,15 +242,32 @@ def _assign(w: Writer, people: list[Annotator], settings: dict[str, Any]) -> Non
         ranked = sorted(load, key=lambda i: (load[i], (i - r.seq) % len(people)))  # fewest first, then rotate
         for i in ranked[:need]:
             load[i] += 1
-            shown = None
-            if "pair" in r.payload:
-                rng = random.Random(f"{settings['seed']}:{r.id}:{people[i].name}")
-                shown = [1, 0] if rng.random() < 0.5 else [0, 1]
-            batch.append({"item_id": r.id, "annotator_id": people[i].id, "position": r.seq, "shown": shown})
+            places[i].append(r.seq)
+            batch.append(_assignment(settings, r.id, r.payload, people[i], r.seq))
         if len(batch) >= BATCH:
             s.execute(insert(Assignment), [b | {"status": "pending"} for b in batch])
             batch = []
+    gold = s.execute(select(Item.id, Item.payload).where(Item.gold.is_not(None)).order_by(Item.seq)).all()
+    rate = settings.get("gold_rate") or 0
+    mixed = dict.fromkeys(load, 0)
+    for i, who in enumerate(people):
+        if not gold or not places[i]:
+            continue
+        rng = random.Random(f"{settings['seed']}:gold:{who.name}")
+        want = min(len(gold), max(1, round(len(places[i]) * rate / (1 - rate))))  # gold / (gold + data) = rate
+        for (item_id, payload), position in zip(rng.sample(gold, want), rng.choices(places[i], k=want), strict=True):
+            batch.append(_assignment(settings, item_id, payload, who, position))
+        mixed[i] = want
     if batch:
         s.execute(insert(Assignment), [b | {"status": "pending"} for b in batch])
     for i, who in enumerate(people):
-        w.log("assign", "assignments", who.id, after={"annotator": who.name, "items": load[i]})
+        w.log("assign", "assignments", who.id, after={"annotator": who.name, "items": load[i], "gold": mixed[i]})
+
+
+def _assignment(settings: dict[str, Any], item_id: int, payload: dict[str, Any], who: Annotator, position: int):
+    """One assignment row; a pairwise item's A/B order drawn for this person (seeded)."""
+    shown = None
+    if "pair" in payload:
+        rng = random.Random(f"{settings['seed']}:{item_id}:{who.name}")
+        shown = [1, 0] if rng.random() < 0.5 else [0, 1]
+    return {"item_id": item_id, "annotator_id": who.id, "position": position, "shown": shown}

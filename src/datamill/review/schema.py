@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: questions (answers.responses), gold items, the table's filter columns
 
 
 class Base(DeclarativeBase):
@@ -17,7 +17,7 @@ class Base(DeclarativeBase):
 
 
 class Setting(Base):
-    """Project-wide settings: task, guidelines, labels, criteria, scale, overlap, seed, secret."""
+    """Project-wide settings: task, guidelines, labels, criteria, scale, overlap, questions, gold rate, seed…"""
 
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -36,6 +36,13 @@ class Item(Base):
     suggestions: Mapped[list[Any]] = mapped_column(JSON)
     text: Mapped[str] = mapped_column(Text)  # what the search box matches
     status: Mapped[str] = mapped_column(String(16), index=True, default="open")  # open | partial | done
+    # a gold item's known answer (never exported, never shown); NULL for the data
+    gold: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # the table's filters, kept in columns so they are indexed SQL on SQLite and PostgreSQL alike
+    score: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)  # the quality judge's 1-5
+    source: Mapped[str | None] = mapped_column(String(1000), nullable=True, index=True)  # meta.source
+    tags: Mapped[str] = mapped_column(Text, default="", server_default="")  # "|tag|tag|"
+    disagree: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
 
 
 class Annotator(Base):
@@ -77,6 +84,7 @@ class Answer(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     ratings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    responses: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # --questions: name → value
     created_at: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[str] = mapped_column(String(32))
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from datamill.errors import DatamillError
-from datamill.review.schema import Base, History, Setting
+from datamill.review.schema import SCHEMA_VERSION, Base, History, Setting
 
 
 class ReviewError(DatamillError):
@@ -95,6 +95,7 @@ class Project:
         if create:
             Base.metadata.create_all(self.engine)
         self._settings: dict[str, Any] | None = None
+        self.cache: dict[str, Any] = {}  # facts that never change after ``start`` (e.g. whether it has gold)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -107,6 +108,10 @@ class Project:
                 raise ReviewError(f"{self.target}: not a datamill review project ({e.orig})") from None
             if "task" not in found:
                 raise ReviewError(f"{self.target}: not a datamill review project (no settings)")
+            if found.get("schema", 1) < SCHEMA_VERSION:
+                from datamill.review.upgrade import upgrade  # upgrade → answers → this module
+
+                upgrade(self, found)
             self._settings = found
         return self._settings
 

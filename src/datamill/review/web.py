@@ -172,8 +172,9 @@ def create_app(project: Project, *, local: bool = True) -> FastAPI:
         task = settings["task"]
         t = STRINGS[lang]
         config = {k: settings[k] for k in ("task", "labels", "criteria", "scale")}
-        config |= {"name": who.name, "role": who.role}
-        keys = [(k, t[v]) for k, v in SHORTCUTS[task] + COMMON_KEYS]
+        config |= {"name": who.name, "role": who.role, "questions": settings.get("questions") or []}
+        asks = [("q", "k_questions")] if config["questions"] else []
+        keys = [(k, t[v]) for k, v in SHORTCUTS[task] + asks + COMMON_KEYS]
         html = env.get_template(f"{name}.html").render(
             page=name, lang=lang, t=t, csrf=csrf_for(secret, who.token_hash), name=who.name, role=who.role,
             project_name=settings["name"], guidelines=settings.get("guidelines") or "",
@@ -214,7 +215,7 @@ def create_app(project: Project, *, local: bool = True) -> FastAPI:
         who = find(token_of(request))
         if who is not None and who.role == "adjudicator":
             people = [p["name"] for p in queue.everyone(project)]
-        return page(request, "table", people=people)
+        return page(request, "table", people=people, facets=queue.facets(project) if who is not None else {})
 
     @app.get("/stats", response_class=HTMLResponse)
     def stats_page(request: Request) -> Response:
@@ -264,10 +265,20 @@ def create_app(project: Project, *, local: bool = True) -> FastAPI:
         status: str | None = None,
         annotator: str | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
+        score_min: float | None = None,
+        score_max: float | None = None,
+        source: Annotated[str | None, Query(max_length=1000)] = None,
+        tag: Annotated[str | None, Query(max_length=200)] = None,
+        disagree: bool = False,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
-        return queue.table(project, who, status=status, annotator=annotator, q=q, offset=offset, limit=limit)
+        try:
+            return queue.table(project, who, status=status, annotator=annotator, q=q, score_min=score_min,
+                               score_max=score_max, source=source, tag=tag, disagree=disagree, offset=offset,
+                               limit=limit)  # fmt: skip
+        except queue.AdjudicatorOnly as e:
+            raise HTTPException(403, str(e)) from None
 
     @app.get("/api/stats")
     def stats(who: Annotated[Annotator, Depends(user)]) -> dict[str, Any]:

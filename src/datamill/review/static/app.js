@@ -91,6 +91,8 @@
         $("suggestions").replaceChildren();
         $("item-title").textContent = "";
         $("item-where").textContent = "";
+        $("questions").replaceChildren();
+        $("questions").hidden = true;
         history.replaceState(null, "", "/");
         return;
       }
@@ -101,6 +103,7 @@
       $("done-all").hidden = true;
       history.replaceState(null, "", "/#a=" + state.view.assignment.id);
       render();
+      renderQuestions();  // only here: a change of mode (edit, reject) keeps what was filled in
     }
 
     function status(text, bad) {
@@ -120,7 +123,7 @@
     function render() {
       const v = state.view;
       const item = v.item;
-      $("item-title").textContent = fmt("item", { n: v.assignment.position + 1 }) + " · " + (S[v.assignment.status] || v.assignment.status);
+      $("item-title").textContent = fmt("item", { n: v.assignment.number }) + " · " + (S[v.assignment.status] || v.assignment.status);
       const where = item.where || {};
       $("item-where").textContent = [where.source && where.source.split("/").pop() + (where.line !== undefined ? ":" + where.line : where.index !== undefined ? "#" + where.index : ""), item.record_id].filter(Boolean).join(" · ");
       $("prev").disabled = v.prev === null;
@@ -134,6 +137,10 @@
       } else {
         const editing = state.mode === "edit";
         box.append(el("div", { class: "turns" + (editing ? " editing" : "") }, item.turns.map((t) => turnBox(t, editing))));
+      }
+      if (item.rank) {
+        box.append(el("div", { class: "rank" }, item.rank.map((c, i) =>
+          el("div", { class: "candidate", "data-candidate": i }, el("h3", {}, fmt("candidate", { n: i + 1 })), richText(c.text)))));
       }
       if (item.tools !== undefined) {
         box.append(el("details", { class: "tools" }, el("summary", {}, S.tools), el("pre", {}, JSON.stringify(item.tools, null, 2))));
@@ -150,6 +157,7 @@
       if (h.kind === "drop") return `${h.op || "filter"}${h.step !== undefined ? " (step " + h.step + ")" : ""}: ${h.reason || ""}`;
       if (h.kind === "score") return `${h.source}: ${h.score}/${h.max}${h.reason ? " — " + h.reason : ""}`;
       if (h.kind === "value") return `${h.source}: ${h.value}`;
+      if (h.kind === "candidate_score") return `${h.source}: ${h.side} ${h.score}/${h.max}${h.reason ? " — " + h.reason : ""}`;
       if (h.kind === "label") return `${h.source}: ${h.label ? S.desirable : S.undesirable}`;
       if (h.kind === "prefers") {
         const what = h.side ? (h.side === "A" ? S.a_better : S.b_better) : S.tie;
@@ -168,6 +176,80 @@
       }
       const panel = $("suggestions");
       panel.replaceChildren(el("h3", {}, S.suggestions), list.children.length ? list : el("p", {}, S.no_suggestions));
+    }
+
+    // ------------------------------------------------ questions (--questions): native form controls, so
+    // Tab, arrows and Space work in them; q jumps in, Esc jumps back out to the shortcuts
+    function renderQuestions() {
+      const panel = $("questions");
+      const names = state.view.item.questions || [];
+      const asked = (C.questions || []).filter((q) => names.includes(q.name));
+      const prior = (state.view.answer && state.view.answer.responses) || {};
+      panel.replaceChildren();
+      panel.hidden = !asked.length;
+      if (!asked.length) return;
+      panel.append(el("h3", {}, S.questions));
+      for (const q of asked) panel.append(questionBox(q, prior[q.name], !state.view.assignment.mine));
+    }
+
+    function choice(input, label) {
+      return el("label", { class: "choice" }, input, " ", label);
+    }
+
+    function questionBox(q, value, readonly) {
+      const id = "q-" + q.name;
+      const box = el("fieldset", { class: "question", "data-question": q.name, "data-kind": q.kind, disabled: readonly },
+        el("legend", {}, q.title, q.required ? el("span", { class: "req", title: S.required }, " *") : null));
+      if (q.description) box.append(el("div", { class: "where" }, q.description));
+      if (q.kind === "label" || q.kind === "multi_label") {
+        for (const label of q.labels) {
+          const input = el("input", { type: q.kind === "label" ? "radio" : "checkbox", name: id, value: label });
+          input.checked = q.kind === "label" ? value === label : Array.isArray(value) && value.includes(label);
+          box.append(choice(input, label));
+        }
+      } else if (q.kind === "rating") {
+        for (const c of q.criteria) {
+          const row = el("div", { class: "q-criterion", role: "radiogroup", "aria-label": c.name }, el("span", { class: "crit" }, c.name));
+          for (let n = 1; n <= q.scale; n++) {
+            const input = el("input", { type: "radio", name: id + "-" + c.name, value: n, "data-criterion": c.name });
+            input.checked = !!value && value[c.name] === n;
+            row.append(choice(input, String(n)));
+          }
+          if (c.description) row.append(el("span", { class: "where" }, c.description));
+          box.append(row);
+        }
+      } else if (q.kind === "text" || q.kind === "edit") {
+        const area = el("textarea", { name: id, rows: q.kind === "edit" ? 6 : 2, "aria-label": q.title });
+        area.value = typeof value === "string" ? value : q.kind === "edit" ? state.view.item.answer || "" : "";
+        box.append(area);
+      } else if (q.kind === "ranking") {
+        const n = state.view.item.rank.length;
+        state.view.item.rank.forEach((_, i) => {
+          const pick = el("select", { name: id + "-" + i, "data-candidate": i }, el("option", { value: "" }, "—"));
+          for (let r = 1; r <= n; r++) pick.append(el("option", { value: r }, String(r)));
+          if (Array.isArray(value)) pick.value = String(value[i]);
+          box.append(el("label", { class: "choice" }, fmt("candidate", { n: i + 1 }) + " · " + S.rank + " ", pick));
+        });
+      }
+      return box;
+    }
+
+    function responses() {
+      const out = {};
+      for (const box of document.querySelectorAll("#questions fieldset.question")) {
+        const q = C.questions.find((x) => x.name === box.dataset.question);
+        const checked = [...box.querySelectorAll("input:checked")];
+        let v;
+        if (q.kind === "label") v = checked.length ? checked[0].value : undefined;
+        else if (q.kind === "multi_label") v = checked.map((i) => i.value);
+        else if (q.kind === "rating") v = checked.length ? Object.fromEntries(checked.map((i) => [i.dataset.criterion, Number(i.value)])) : undefined;
+        else if (q.kind === "ranking") {
+          const ranks = [...box.querySelectorAll("select")].map((x) => (x.value ? Number(x.value) : null));
+          v = ranks.every((r) => r === null) ? undefined : ranks;
+        } else v = box.querySelector("textarea").value;
+        if (v !== undefined) out[q.name] = v;
+      }
+      return out;
     }
 
     function button(label, key, onclick, extra) {
@@ -257,6 +339,7 @@
     }
 
     async function send(answer) {
+      if ((C.questions || []).length) answer = Object.assign({ responses: responses() }, answer);
       try {
         const out = await api(`/api/assignments/${state.view.assignment.id}/answer`, answer);
         setProgress(out.progress);
@@ -277,6 +360,7 @@
     $("next").addEventListener("click", () => go("next"));
 
     document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && e.target.closest && e.target.closest("#questions")) { e.target.blur(); return; }
       if (e.key === "Escape") {
         toggle("help", false);
         if (state.mode !== "view") cancel();
@@ -289,6 +373,11 @@
       if (e.key === "g") { toggle("guidelines"); return; }
       if (e.key === "j") { go("next"); return; }
       if (e.key === "k") { go("prev"); return; }
+      if (e.key === "q" && !$("questions").hidden) {
+        const first = $("questions").querySelector("input, textarea, select");
+        if (first) { e.preventDefault(); first.focus(); }
+        return;
+      }
       if (!state.view || !state.view.assignment.mine || state.mode !== "view") return;
       const task = C.task;
       const key = e.key;
@@ -330,8 +419,9 @@
       for (const r of data.rows) {
         const mine = C.role === "adjudicator" || r.annotator === C.name;
         const tr = el("tr", { class: mine ? "link" : "", "data-assignment": r.assignment },
-          el("td", {}, String(r.position + 1)), el("td", {}, r.annotator), el("td", {}, S[r.status] || r.status),
-          el("td", {}, r.decision || ""), el("td", { class: "snippet" }, r.snippet));
+          el("td", {}, String(r.number)), el("td", {}, r.annotator), el("td", {}, S[r.status] || r.status),
+          el("td", {}, r.decision || ""), el("td", {}, r.score === null || r.score === undefined ? "" : String(r.score)),
+          el("td", { class: "snippet" }, r.snippet));
         if (mine) tr.addEventListener("click", () => { location.href = "/#a=" + r.assignment; });
         tbody.append(tr);
       }
@@ -366,6 +456,21 @@
         for (const m of q.measures) table.append(el("tr", {}, el("td", {}, q.question), el("td", {}, m.measure), el("td", {}, String(m.items)), el("td", {}, show(m.value))));
       }
       document.getElementById("agreement-note").textContent = data.note || "";
+      const gold = document.querySelector("#gold tbody");
+      for (const g of data.gold || []) {
+        gold.append(el("tr", {}, el("td", {}, g.name), el("td", {}, String(g.items)), el("td", {}, `${g.correct} / ${g.checks}`),
+          el("td", {}, g.accuracy === null ? "—" : (100 * g.accuracy).toFixed(0) + "%")));
+      }
+      document.getElementById("gold-section").hidden = !(data.gold || []).length;
+      if (data.false_drops !== undefined) {
+        const drops = document.querySelector("#drops tbody");
+        for (const d of data.false_drops) {
+          drops.append(el("tr", {}, el("td", {}, d.op), el("td", {}, d.reason), el("td", {}, String(d.decided)), el("td", {}, String(d.kept)),
+            el("td", {}, d.false_drop_rate === null ? "—" : (100 * d.false_drop_rate).toFixed(0) + "%")));
+        }
+        document.getElementById("drops-note").textContent = data.false_drops.length ? "" : S.no_false_drops;
+        document.getElementById("drops-section").hidden = false;
+      }
     }).catch((err) => { document.getElementById("agreement-note").textContent = fmt("error", { error: err.message }); });
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape") { toggle("help", false); toggle("guidelines", false); return; }
