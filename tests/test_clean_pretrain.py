@@ -164,3 +164,161 @@ def test_recipes_load_with_their_own_inputs():
     for name in ("clean-sft.yaml", "clean-pretrain.yaml"):
         r = recipes.load(ROOT / "recipes" / name)
         assert r.inputs and r.output.path.endswith(name.removesuffix(".yaml").replace("clean-", "clean-"))
+
+
+# ---------------------------------------------------------------------------------- preset: datatrove
+# Expected reasons are datatrove 0.10.1's own on these documents (checked against it when written); the
+# benchmark (benchmarks/filters.py speed) compares the two on 20,000 documents.
+
+PROSE = (
+    "The river runs past the old mill and into the valley below.\n"
+    "Farmers have used its water to turn the wheels for two hundred years.\n"
+    "In spring the snow melts and the current grows strong enough to flood the lower fields.\n"
+    "Children from the village learn to swim in the quiet pool that forms behind the dam.\n"
+    "Every autumn the miller opens his doors so that visitors can watch the stones grind the grain.\n"
+    "Most of the flour is sold at the market in town, and the rest is given to families in need."
+)
+LINES = PROSE.split("\n")
+FILLER = ["north", "south", "east", "west", "river", "stone", "field", "grain"]
+FILLER += ["mill", "wheel", "water", "bread", "flour", "market", "town", "road"]
+BRIDGE = "the old stone bridge over the river was built by monks"
+NO_STOP = {" the ": " a ", "The ": "A ", " and ": " plus ", " to ": " unto ", " that ": " which ", " have ": " had "}
+NO_STOP[" of "] = " from "
+
+
+def phrase_doc(phrase: str, count: int) -> str:
+    """The prose, then ``phrase`` ``count`` times, each time followed by other words."""
+    tail = [f"{phrase} {FILLER[i % 16]} {FILLER[(3 * i + 1) % 16]} number {i}." for i in range(count)]
+    return PROSE + "\n" + " ".join(tail)
+
+
+def replace_all(text: str, pairs: dict[str, str]) -> str:
+    for old, new in pairs.items():
+        text = text.replace(old, new)
+    return text
+
+
+DATATROVE_CASES = {  # datatrove's reason: (filter, options, document)
+    "gopher_short_doc": ("gopher_quality_filter", {}, "Too short to be a document."),
+    "gopher_long_doc": ("gopher_quality_filter", {"max_words": 60}, PROSE),
+    "gopher_below_avg_threshold": ("gopher_quality_filter", {}, " ".join(["ox"] * 60)),
+    "gopher_above_avg_threshold": ("gopher_quality_filter", {}, " ".join(["internationalization"] * 60)),
+    "gopher_too_many_hashes": ("gopher_quality_filter", {}, PROSE + " #tag" * 20),
+    "gopher_too_many_ellipsis": ("gopher_quality_filter", {}, PROSE + " ..." * 20),
+    "gopher_too_many_bullets": ("gopher_quality_filter", {}, "\n".join(f"- {ln}" for ln in LINES)),
+    "gopher_too_many_end_ellipsis": (
+        "gopher_quality_filter",
+        {},
+        "\n".join(ln[:-1] + "…" if i % 2 else ln for i, ln in enumerate(LINES)),
+    ),
+    "gopher_below_alpha_threshold": ("gopher_quality_filter", {}, PROSE + " 1234" * 60),
+    "gopher_enough_stop_words": ("gopher_quality_filter", {}, replace_all(PROSE, NO_STOP)),
+    "empty": ("gopher_repetition_filter", {}, ""),
+    "dup_para_frac": ("gopher_repetition_filter", {}, "\n\n".join([LINES[0], LINES[1], LINES[0], LINES[0]])),
+    "dup_para_char_frac": (
+        "gopher_repetition_filter",
+        {},
+        "\n\n".join([PROSE, LINES[0][:20], LINES[1][:20], LINES[2][:20], PROSE]),
+    ),
+    "dup_line_frac": ("gopher_repetition_filter", {}, "\n".join(LINES + [LINES[0]] * 3)),
+    "dup_line_char_frac": ("gopher_repetition_filter", {}, "\n".join(LINES + [" ".join(LINES[2:5])] * 2)),
+    "top_2_gram": ("gopher_repetition_filter", {}, PROSE + "\n" + " ".join(f"click here {w}" for w in FILLER * 2)),
+    "top_3_gram": ("gopher_repetition_filter", {}, phrase_doc("wooden water wheels", 16)),
+    "top_4_gram": ("gopher_repetition_filter", {}, phrase_doc("big wooden water wheels", 11)),
+    "duplicated_5_n_grams": (
+        "gopher_repetition_filter",
+        {},
+        PROSE + f"\nSome say {BRIDGE}. Others say {BRIDGE} too. Nobody doubts {BRIDGE}. We know {BRIDGE}.",
+    ),
+    "duplicated_10_n_grams": (  # three copies: under datatrove's 5-gram limit, over its 10-gram one
+        "gopher_repetition_filter",
+        {},
+        PROSE + f"\nSome say {BRIDGE}. Others say {BRIDGE} too. Nobody doubts {BRIDGE}.",
+    ),
+    "lorem_ipsum": ("c4_quality_filter", {}, PROSE + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit."),
+    "curly_bracket": ("c4_quality_filter", {}, PROSE + "\nUse the {name} field to set the name."),
+    "too_few_sentences": ("c4_quality_filter", {}, "\n".join(LINES[:4]) + "\nHome | About us | Contact | Shop"),
+}
+DATATROVE_ORDER = ["gopher_repetition_filter", "gopher_quality_filter", "c4_quality_filter"]
+
+
+@pytest.mark.parametrize("reason", list(DATATROVE_CASES))
+def test_datatrove_preset_gives_datatrove_reasons(reason):
+    name, options, text = DATATROVE_CASES[reason]
+    assert make(name, preset="datatrove", **options).reason(Record(text=text)) == reason
+
+
+def test_datatrove_preset_keeps_prose_and_rewrites_only_when_asked():
+    furniture = "\nPlease enable JavaScript to view the comments.\nRead our privacy policy.\nHome | About | Contact"
+    for text in (PROSE, PROSE + furniture):
+        assert first_reason([make(n, preset="datatrove") for n in DATATROVE_ORDER], Record(text=text)) is None
+    rec = Record(text=PROSE + furniture)
+    assert make("c4_quality_filter", preset="datatrove").reason(rec) is None and rec.text == PROSE + furniture
+    # remove_lines: the document becomes the lines datatrove's C4 filter keeps, as datatrove rewrites it
+    assert make("c4_quality_filter", preset="datatrove", remove_lines=True).reason(rec) is None
+    assert rec.text == PROSE and rec.meta["cleaned"] == ["c4_quality_filter"]
+    cited = Record(text=PROSE.replace("below.", "below.[3]"))
+    make("c4_quality_filter", preset="datatrove", remove_lines=True).reason(cited)
+    assert cited.text == PROSE  # citation marks go too
+
+
+def test_datatrove_preset_differs_from_the_default_where_datatrove_does():
+    def both(name: str, text: str) -> tuple[str | None, str | None]:
+        return make(name).reason(Record(text=text)), make(name, preset="datatrove").reason(Record(text=text))
+
+    # datatrove drops lines without terminal punctuation before it looks for "lorem ipsum" in them
+    assert both("c4_quality_filter", PROSE + "\nlorem ipsum dolor sit amet") == ("c4: lorem ipsum", None)
+    # datatrove compares raw lines: trailing spaces make them differ; the default strips them
+    spaced = "\n".join(x for i, ln in enumerate(LINES) for x in (ln, "Read more" + " " * i))
+    assert both("gopher_repetition_filter", spaced) == ("gopher: duplicate lines", None)
+    # datatrove's stop words are case-sensitive: a title-cased text has none
+    assert both("gopher_quality_filter", "\n".join(ln.title() for ln in LINES)) == (None, "gopher_enough_stop_words")
+    # spaCy's English tokenizer makes a run of CJK characters one word: Chinese is "short"; the default
+    # counts characters
+    zh = (
+        "长城是中国古代的军事防御工程，修建的历史可以上溯到西周时期。秦灭六国统一天下后，秦始皇连接和修缮战国长城，"
+        "始有万里长城之称。明朝是最后一个大规模修建长城的朝代，今天人们所看到的长城多是此时修建。"
+        "长城在二零零七年被评为新世界七大奇迹之一，每年都有很多人来这里参观。"
+    )
+    assert both("gopher_quality_filter", zh) == (None, "gopher_short_doc")
+    assert both("gopher_repetition_filter", zh) == (None, "top_2_gram")
+    assert both("c4_quality_filter", zh) == (None, "too_few_sentences")
+
+
+def test_datatrove_preset_options():
+    c4 = ops.get("c4_quality_filter").Config
+    assert (c4().min_sentences, c4().curly_bracket) == (3, False)
+    assert (c4(preset="datatrove").min_sentences, c4(preset="datatrove").curly_bracket) == (5, True)
+    assert c4(preset="datatrove", min_sentences=2).min_sentences == 2
+    with pytest.raises(ValueError, match="min_terminal_lines: only read under preset datamill"):
+        c4(preset="datatrove", min_terminal_lines=0.7)
+    with pytest.raises(ValueError, match="remove_lines: only read under preset datatrove"):
+        c4(remove_lines=True)
+    c4.model_validate(c4(preset="datatrove").model_dump())  # what the runner hands its workers
+    assert make("c4_quality_filter", preset="datatrove", min_sentences=-1).reason(Record(text="One line.")) is None
+
+
+def test_spacy_english_splits_as_spacy_does():
+    from datamill.clean.text import spacy_english
+
+    sp = spacy_english()
+    assert sp.words("Don't stop—it's 3.5km away, isn't it? e.g. the U.S.A. (see https://example.com/a-b).") == [
+        "Do", "n't", "stop", "—", "it", "'s", "3.5", "km", "away", ",", "is", "n't", "it", "?", "e.g.", "the",
+        "U.S.A.", "(", "see", "https://example.com/a-b", ")", ".",
+    ]  # fmt: skip
+    assert sp.words("I can't, won't: well-known 10a.m. :) $5.00 Mr. Smith's \"quote\"...") == [
+        "I", "ca", "n't", ",", "wo", "n't", ":", "well", "-", "known", "10", "a.m.", ":)", "$", "5.00", "Mr.",
+        "Smith", "'s", '"', "quote", '"', "...",
+    ]  # fmt: skip
+    assert sp.sentences("Hello.World and e.g. this. Next one! Really?! Yes.") == 5
+    assert sp.sentences("I can't, won't: well-known 10a.m. :) $5.00 Mr. Smith's \"quote\"...") == 1
+
+
+def test_filters_of_a_stage_share_one_tokenization():
+    from datamill.clean.pretrain_filters import lexicon
+
+    text = PROSE + "\nA line only this test has."
+    make("gopher_repetition_filter", preset="datatrove").reason(Record(text=text))
+    lex = lexicon("datatrove")
+    assert text in lex.docs  # the next filter over the same record reuses these ids
+    assert [lex.tokens[i] for i in lex.docs[text].tolist()][-7:] == ["A", "line", "only", "this", "test", "has", "."]
