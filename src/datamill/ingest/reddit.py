@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from datamill.dataset import Quarantined
-from datamill.ingest.dumps import bad_row, lines, options, spill
+from datamill.ingest.dumps import bad_row, line_where, lines, options, spill
 from datamill.record import Message, Record
 
 FORMAT = "reddit"
@@ -80,8 +80,7 @@ class RedditStats:
     dropped: Counter = field(default_factory=Counter)
 
 
-def where(rec: Record) -> str:
-    return f"{rec.meta['source']}:{rec.meta['line']}"
+where = line_where
 
 
 # ---- which files go together ----------------------------------------------------------------------

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Literal
 import orjson
 
 from datamill.dataset import Quarantined
-from datamill.ingest.dumps import Line, bad_row, lines, options, spill
+from datamill.ingest.dumps import Line, bad_row, line_where, lines, options, spill
 from datamill.record import Message, Record
 
 FORMAT = "stackexchange"
@@ -99,8 +99,7 @@ class StackStats:
     skipped: Counter = field(default_factory=Counter)
 
 
-def where(rec: Record) -> str:
-    return f"{rec.meta['source']}:{rec.meta['line']}"
+where = line_where
 
 
 def site_of(path: str | Path) -> str | None:
