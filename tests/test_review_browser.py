@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 
 from datamill.cli import app
 from datamill.review import questions
-from datamill.review.project import start
+from datamill.review.answers import submit
+from datamill.review.project import add_annotator, start
 from datamill.review.schema import Annotator, Answer, Assignment, Item
 from datamill.review.store import Project
 
@@ -289,3 +290,35 @@ def test_questions_form_by_keyboard_in_chromium(browser, shots, tmp_path):
         "topic": "writing", "flaws": ["wrong", "too long"], "quality": {"helpfulness": 4, "clarity": 2},
         "note": "fine <b>as is</b>", "best": [2, 3, 1],
     }  # fmt: skip
+
+
+def test_adjudicator_settles_a_conflict_in_chromium(browser, shots, tmp_path):
+    db = tmp_path / "conflicts.db"
+    start(alpaca_sample(tmp_path / "in.jsonl", 3), db, "sft", annotators=["alice", "bob"], overlap=2)
+    judge = add_annotator(Project(db), "judge", role="adjudicator")
+    project = Project(db)
+    for name, body in (("alice", {"decision": "edit", "edits": {"messages.1": "Hello, fixed by alice."}}),
+                       ("bob", {"decision": "reject", "reason": "unsafe markup"})):  # fmt: skip
+        with project.read() as ses:
+            who = ses.scalar(select(Annotator).where(Annotator.name == name))
+            first = ses.scalar(select(Assignment.id).where(Assignment.annotator_id == who.id, Assignment.position == 0))
+        submit(project, who, first, body)  # the XSS item: alice fixed it, bob rejected it
+    with serving(db) as base:
+        context, page = open_page(browser, base)
+        page.goto(f"{base}/login?token={judge}")
+        page.wait_for_url(f"{base}/")  # the login page moves on to the focus view
+        page.goto(f"{base}/conflicts")
+        page.locator("#conflict-rows tr").first.click()
+        page.wait_for_selector(".vote[data-annotator=bob]")
+        assert "unsafe markup" in page.locator(".vote[data-annotator=bob]").inner_text()
+        assert "Hello, fixed by alice." in page.locator(".vote[data-annotator=alice]").inner_text()
+        assert page.locator("#conflict-item img").count() == 0  # the record's <img onerror> is text
+        page.screenshot(path=str(shots / "review-conflicts.png"))
+        page.get_by_role("button", name="Use alice's edit").click()
+        sync_api.expect(page.locator("#conflict-rows td").nth(1)).to_have_text("adjudicated")
+        assert page.dialogs == [] and page.foreign == []
+        context.close()
+    out = tmp_path / "out"
+    assert CliRunner().invoke(app, ["review", "export", str(db), "-o", str(out), "--to", "alpaca"]).exit_code == 0
+    first = json.loads((out / "data-00000.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first["output"] == "Hello, fixed by alice." and first["meta"]["review"]["adjudicator"] == "judge"

@@ -36,9 +36,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(db: Path):
-    """The real server for ``db`` on 127.0.0.1; yields its base URL."""
-    server = server_for(db, "127.0.0.1", free_port())
+def serving(db: Path, **options):
+    """The real server for ``db`` on 127.0.0.1 (``options``: the learner's); yields its base URL."""
+    server = server_for(db, "127.0.0.1", free_port(), **options)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -64,14 +64,16 @@ def test_questions_gold_filters_and_the_upgrade_on_postgres(pg_url, tmp_path):  
         assert [(g["name"], g["accuracy"]) for g in summary(project)["gold"]] == [("alice", 1.0), ("bob", 1.0)]
         assert export(project, tmp_path / "out", "sharegpt").items == 3
         with project.engine.begin() as con:  # back to schema 1
-            for index in ("ix_items_score", "ix_items_source", "ix_items_disagree"):
+            for index in ("ix_items_score", "ix_items_source", "ix_items_disagree", "assignments_next"):
                 con.execute(text(f"DROP INDEX {index}"))
-            for column in ("gold", "score", "source", "tags", "disagree"):
+            for column in ("gold", "score", "source", "tags", "disagree", "embedding", "uncertainty", "prediction",
+                           "auto"):  # fmt: skip
                 con.execute(text(f"ALTER TABLE items DROP COLUMN {column}"))
             con.execute(text("ALTER TABLE answers DROP COLUMN responses"))
+            con.execute(text("ALTER TABLE assignments DROP COLUMN rank"))
             con.execute(text("UPDATE settings SET value = '1' WHERE key = 'schema'"))
         old = Project(pg_url)
-        assert old.settings["schema"] == 2
+        assert old.settings["schema"] == 3
         with old.read() as ses:  # schema 1 had no questions: alice's reject of item 1 is the disagreement left
             assert ses.scalars(select(Item.seq).where(Item.disagree.is_(True))).all() == [0]
             assert ses.scalar(select(func.count()).select_from(Item).where(Item.source.is_not(None))) == 5

@@ -422,23 +422,25 @@ def test_a_schema_1_project_is_upgraded_when_opened(tmp_path):
     for name, decision in (("alice", "accept"), ("bob", "reject")):
         submit(project, person(project, name), queue_of(project, name)[0].id, {"decision": decision})
     project.close()
-    con = sqlite3.connect(db)  # what datamill 1's review start made: none of the columns schema 2 added
-    for index in ("ix_items_score", "ix_items_source", "ix_items_disagree"):
+    con = sqlite3.connect(db)  # what datamill 1's review start made: none of the columns schemas 2 and 3 added
+    for index in ("ix_items_score", "ix_items_source", "ix_items_disagree", "assignments_next"):
         con.execute(f"DROP INDEX {index}")
     for table, column in (("items", "gold"), ("items", "score"), ("items", "source"), ("items", "tags"),
-                          ("items", "disagree"), ("answers", "responses")):  # fmt: skip
+                          ("items", "disagree"), ("answers", "responses"), ("items", "embedding"),
+                          ("items", "uncertainty"), ("items", "prediction"), ("items", "auto"),
+                          ("assignments", "rank")):  # fmt: skip
         con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     con.execute("UPDATE settings SET value = '1' WHERE key = 'schema'")
     con.commit()
     con.close()
     project = Project(db)
-    assert project.settings["schema"] == 2
+    assert project.settings["schema"] == 3
     with project.read() as ses:
         items = ses.scalars(select(Item).order_by(Item.seq)).all()
         upgrade = ses.scalar(select(History).where(History.action == "upgrade"))
     assert [i.disagree for i in items] == [True, False, False]  # alice accepted what bob rejected
     assert items[0].source == str(tmp_path / "in.jsonl") and items[0].gold is None and items[0].tags == ""
-    assert upgrade.before == {"schema": 1} and upgrade.after == {"schema": 2}
-    assert Project(db).settings["schema"] == 2  # once
+    assert upgrade.before == {"schema": 1} and upgrade.after == {"schema": 3}
+    assert Project(db).settings["schema"] == 3  # once
     s = export(project, tmp_path / "out", "sharegpt")
     assert (s.items, s.dropped, s.pending) == (3, 1, 2)

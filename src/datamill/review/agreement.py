@@ -4,7 +4,8 @@ the usual number of people (statsmodels) and Krippendorff's alpha over everythin
 allowed (``krippendorff``; ordinal for ratings and ranks, nominal otherwise), over the data's answers
 (gold items are everyone's and would swamp it). Also each person's progress, for pairwise tasks how
 often they chose the answer shown on the left (position bias), each person's accuracy on gold items,
-and for a review of a run's drops the false-drop rate of each filter reason."""
+for a review of a run's drops the false-drop rate of each filter reason, each annotator's agreement
+with the majority, the conflicts left to adjudicate, and the learner's held-out accuracy."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from datamill.review import queue
+from datamill.review import learner, queue
 from datamill.review.answers import answer_dict
-from datamill.review.questions import ordered, scales, values
+from datamill.review.conflicts import adjudicated
+from datamill.review.questions import ordered, scales, task_value, values
 from datamill.review.schema import Annotator, Answer, Item
 from datamill.review.store import Project, ReviewError
 
@@ -120,12 +122,12 @@ def false_drops(project: Project) -> list[dict[str, Any]]:
     people decided on and the share they kept (accepted, edited, called desirable) — the filter's
     false-drop rate. Ties and items still waiting for answers are not decisions."""
     from datamill.review.decide import decide
-    from datamill.review.export import decided
+    from datamill.review.export import decided, settled
 
     task, rows = project.task, {}
     for item, votes, assigned in decided(project):
         drop = next((h for h in item["suggestions"] if h.get("kind") == "drop"), None)
-        if drop is None or not assigned or len(votes) < assigned:
+        if drop is None or not votes or not settled(item, votes, assigned):  # the learner's are not people's
             continue
         outcome = decide(task, item, votes).decision
         key = (drop.get("op") or "filter", drop.get("reason") or "")
@@ -138,6 +140,38 @@ def false_drops(project: Project) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: (r["op"], -r["decided"], r["reason"]))
 
 
+def majority_agreement(settings: dict[str, Any], answers: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict]:
+    """Per annotator, how often their answer to the task's question matches the reference: the
+    adjudicator's decision where one was made, else the strict majority of the *other* annotators (with
+    two people, agreement with the other). Ties and items nobody else answered are not counted; a
+    rating or rank within one point agrees, as in the disagreement flag. ``answers``: (name, role,
+    answer dict)."""
+    ratings = scales(settings)
+    items: dict[tuple[int, str], dict[str, list[tuple[str, Any]]]] = {}
+    for name, role, fields in answers:
+        for key, value in task_value(settings["task"], fields).items():
+            items.setdefault((fields["item_id"], key), {}).setdefault(role, []).append((name, value))
+    out: dict[str, dict[str, Any]] = {}
+    for (_, key), by_role in items.items():
+        people = by_role.get("annotator", [])
+        judged = by_role.get("adjudicator", [])
+        near = ordered(settings, key, ratings)
+        for name, value in people:
+            if judged:
+                ref = judged[-1][1]
+            else:
+                top = Counter(str(v) for n, v in people if n != name).most_common(2)
+                if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+                    continue
+                ref = next(v for n, v in people if n != name and str(v) == top[0][0])
+            row = out.setdefault(name, {"checks": 0, "agree": 0})
+            row["checks"] += 1
+            row["agree"] += abs(value - ref) < 2 if near else value == ref
+    for row in out.values():
+        row["share"] = round(row["agree"] / row["checks"], 4)
+    return out
+
+
 def summary(project: Project) -> dict[str, Any]:
     """The stats page and ``review stats``: people, position bias, agreement per question, accuracy on
     gold items, and for a review of a run's drops the false-drop rate per filter reason."""
@@ -145,12 +179,19 @@ def summary(project: Project) -> dict[str, Any]:
     task = settings["task"]
     with project.read() as s:
         rows = s.execute(
-            select(Annotator.name, Answer, Item.gold)
+            select(Annotator.name, Answer, Item.gold, Annotator.role)
             .join(Annotator, Annotator.id == Answer.annotator_id)
             .join(Item, Item.id == Answer.item_id)
         ).all()
-    answers = [(name, answer_dict(a)) for name, a, gold in rows if gold is None]
+        auto = Counter(a["decision"] for a in s.scalars(select(Item.auto).where(Item.auto.is_not(None))))
+        conflicts = Counter(s.scalars(select(adjudicated()).where(Item.disagree.is_(True), Item.gold.is_(None))))
+    data = [(name, role, answer_dict(a)) for name, a, gold, role in rows if gold is None]
+    answers = [(name, fields) for name, role, fields in data if role == "annotator"]  # adjudicators do not vote
     people = queue.everyone(project)
+    majority = majority_agreement(settings, data)
+    for p in people:
+        m = majority.get(p["name"])
+        p["majority_agreement"], p["majority_checks"] = (m["share"], m["checks"]) if m else (None, 0)
     if task == "pairwise":
         sides: dict[str, Counter] = {}
         for name, a in answers:
@@ -167,7 +208,12 @@ def summary(project: Project) -> dict[str, Any]:
         agreement.append({"question": key, "measures": measures(v, ordinal=ordinal, domain=ratings.get(key, seen))})
     note = "" if any(q["measures"] for q in agreement) else "agreement needs items answered by two or more people"
     out = {"task": task, "annotators": people, "answers": len(answers), "agreement": agreement, "note": note}
-    out["gold"] = gold_accuracy(settings, [(name, answer_dict(a), gold) for name, a, gold in rows if gold is not None])
+    out["gold"] = gold_accuracy(settings, [(name, answer_dict(a), gold) for name, a, gold, _ in rows
+                                           if gold is not None])  # fmt: skip
+    out["conflicts"] = {"open": conflicts[False], "resolved": conflicts[True]}
+    out["learner"] = {"enabled": task in learner.LEARNABLE, "min_decisions": learner.MIN_DECISIONS,
+                      "decisions": learner.decisions(project), "fit": learner.report(project),
+                      "auto": sum(auto.values()), "auto_decisions": dict(auto)}  # fmt: skip
     if settings.get("dropped"):
         out["false_drops"] = false_drops(project) if task in ("sft", "kto") else []
     return out

@@ -97,6 +97,31 @@ def _labels(settings: dict[str, Any], labels: Any) -> list[str]:
     return labels
 
 
+def disagree(s, settings: dict[str, Any], item_id: int) -> bool:
+    """Whether the item's annotators disagree (an adjudicator's decision settles it, it is not a vote)."""
+    given = s.scalars(select(Answer).join(Annotator, Annotator.id == Answer.annotator_id)
+                      .where(Answer.item_id == item_id, Annotator.role == "annotator")).all()  # fmt: skip
+    return questions.differ(settings, [questions.values(settings, answer_dict(x)) for x in given])
+
+
+def store(w, a: Assignment, fields: dict[str, Any]) -> tuple[Answer, dict[str, Any] | None]:
+    """Write ``fields`` as the answer to assignment ``a`` (new, or changing the one there, the old one
+    returned for the history row); the assignment is answered."""
+    s = w.session
+    ans = s.scalar(select(Answer).where(Answer.assignment_id == a.id))
+    before = answer_dict(ans) if ans is not None else None
+    if ans is None:
+        ans = Answer(assignment_id=a.id, item_id=a.item_id, annotator_id=a.annotator_id, created_at=w.at, **fields)
+        s.add(ans)
+    else:
+        for k, v in fields.items():
+            setattr(ans, k, v)
+    ans.updated_at = w.at
+    a.status = "answered"
+    s.flush()
+    return ans, before
+
+
 def submit(project: Project, who: Annotator, assignment_id: int, body: Any) -> dict[str, Any]:
     """Store ``who``'s answer to their assignment; returns the stored answer."""
     settings = project.settings
@@ -106,23 +131,11 @@ def submit(project: Project, who: Annotator, assignment_id: int, body: Any) -> d
         if a is None or a.annotator_id != who.id:
             raise NotYours(f"no assignment {assignment_id} for {who.name}")
         item = s.get(Item, a.item_id, with_for_update=True)  # a row lock on PostgreSQL; SQLite locks the file
-        fields = check(settings, item, a.shown, body)
-        ans = s.scalar(select(Answer).where(Answer.assignment_id == a.id))
-        before = answer_dict(ans) if ans is not None else None
-        if ans is None:
-            ans = Answer(assignment_id=a.id, item_id=item.id, annotator_id=who.id, created_at=w.at, **fields)
-            s.add(ans)
-        else:
-            for k, v in fields.items():
-                setattr(ans, k, v)
-        ans.updated_at = w.at
-        a.status = "answered"
-        s.flush()
+        ans, before = store(w, a, check(settings, item, a.shown, body))
         answered = s.scalar(select(func.count(Answer.id)).where(Answer.item_id == item.id))
         assigned = s.scalar(select(func.count(Assignment.id)).where(Assignment.item_id == item.id))
         item.status = "done" if answered >= assigned else "partial"
-        given = s.scalars(select(Answer).where(Answer.item_id == item.id)).all()
-        item.disagree = questions.differ(settings, [questions.values(settings, answer_dict(x)) for x in given])
+        item.disagree = disagree(s, settings, item.id)
         after = answer_dict(ans)
         w.log("answer" if before is None else "change answer", "answers", ans.id, before, after)
     return after

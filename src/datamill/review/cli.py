@@ -1,5 +1,5 @@
 """``datamill review …``: human review of a dataset — start a project, add people, serve the web app,
-export the decisions, and measure agreement."""
+fit the active learner and auto-decide what it is sure of, export the decisions, measure agreement."""
 
 from __future__ import annotations
 
@@ -159,16 +159,67 @@ def serve_cmd(
         str, typer.Option(help="Address to listen on; anything but loopback needs annotators to exist.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    refit_every: Annotated[
+        int, typer.Option(help="Refit the learner in the background after this many new answers (from 20 on).")
+    ] = 10,
+    auto_confidence: Annotated[
+        float | None, typer.Option(help="After each refit with a held-out accuracy, auto-decide the open items the "
+                                        "learner is at least this sure of (e.g. 0.95).")  # fmt: skip
+    ] = None,
 ) -> None:
-    """Serve the review web app (every page needs a login link)."""
+    """Serve the review web app (every page needs a login link); the learner refits in the background."""
     from datamill.review.serve import server_for
 
     try:
-        server = server_for(project, host, port)
+        server = server_for(project, host, port, refit_every=refit_every, auto_confidence=auto_confidence)
     except DatamillError as e:
         _fail(str(e))
     out.print(escape(f"reviewing {project} on http://{host}:{port}/ — open your login link; Ctrl+C stops"))
     server.run()
+
+
+def _learner_line(fit: dict) -> str:
+    if fit["accuracy"] is None:
+        return (f"learner fit on {fit['decisions']:,} decisions; too few of one kind to cross-validate, "
+                "so it has no held-out accuracy")  # fmt: skip
+    kinds = ", ".join(f"{n} × {k}" for k, n in fit["classes"].items())
+    return (f"learner held-out accuracy {fit['accuracy']:.1%} ({fit['folds']}-fold cross-validation on "
+            f"{fit['decisions']:,} human decisions: {kinds})")  # fmt: skip
+
+
+@review_app.command("learn")
+def learn_cmd(project: Annotated[Path, typer.Argument(help="The project file.")]) -> None:
+    """Fit the active learner now (MiniLM embeddings + judge features → logistic regression) and reorder
+    the queues: the items it is least sure of first. `review serve` also does this in the background."""
+    from datamill.review.learner import fit
+    from datamill.review.store import Project
+
+    try:
+        report = fit(Project(project))
+    except DatamillError as e:
+        _fail(str(e))
+    out.print(escape(_learner_line(report)), highlight=False)
+    out.print(f"predicted {report['predicted']:,} items ({report['embedded']:,} embedded now); queues reordered")
+
+
+@review_app.command("auto")
+def auto_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    min_confidence: Annotated[float, typer.Option(help="Decide the open items the learner is at least this sure of.")],
+) -> None:
+    """Auto-decide the open items the learner is sure of (after its held-out accuracy exists: `review learn`);
+    they are exported with meta.review.auto and the confidence."""
+    from datamill.review.active import auto_decide
+    from datamill.review.store import Project
+
+    try:
+        s = auto_decide(Project(project), min_confidence)
+    except DatamillError as e:
+        _fail(str(e))
+    out.print(escape(_learner_line(s.report) + f", fit {s.report['at']}"), highlight=False)
+    decided = ", ".join(f"{n:,} × {k}" for k, n in s.decided.most_common()) or "none"
+    out.print(escape(f"auto-decided {sum(s.decided.values()):,} open items at confidence ≥ {min_confidence:g} "
+                     f"({decided}); {s.below:,} left to people"), highlight=False)  # fmt: skip
 
 
 @review_app.command("export")
@@ -220,12 +271,24 @@ def stats_cmd(
     if as_json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
         return
-    people = Table("annotator", "role", "done", "chose A", title=f"{s['task']} · {s['answers']:,} answers")
+    people = Table("annotator", "role", "done", "chose A", "agrees with majority",
+                   title=f"{s['task']} · {s['answers']:,} answers")  # fmt: skip
     for p in s["annotators"]:
-        bias = p.get("first_position_share")
+        bias, major = p.get("first_position_share"), p["majority_agreement"]
         people.add_row(escape(p["name"]), p["role"], f"{p['answered']:,} / {p['total']:,}",
-                       "—" if bias is None else f"{bias:.0%}")  # fmt: skip
+                       "—" if bias is None else f"{bias:.0%}",
+                       "—" if major is None else f"{major:.0%} of {p['majority_checks']:,}")  # fmt: skip
     out.print(people)
+    learn = s["learner"]
+    if learn["fit"]:
+        out.print(escape(_learner_line(learn["fit"])), highlight=False)
+    elif learn["enabled"]:
+        out.print(f"learner: starts at {learn['min_decisions']} human decisions (now {learn['decisions']:,})")
+    if learn["auto"]:
+        kinds = ", ".join(f"{n:,} × {k}" for k, n in learn["auto_decisions"].items())
+        out.print(escape(f"auto-decided by the learner: {learn['auto']:,} ({kinds})"), highlight=False)
+    if s["conflicts"]["open"] or s["conflicts"]["resolved"]:
+        out.print(f"conflicts: {s['conflicts']['open']:,} to adjudicate, {s['conflicts']['resolved']:,} adjudicated")
     table = Table("question", "measure", "items", "value", title="agreement")
     for q in s["agreement"]:
         for m in q["measures"]:

@@ -5,7 +5,9 @@ annotators are resolved by majority; a tie is dropped, never guessed.
 sft: keep (accept or edit) vs reject by majority; among keepers an edit wins over an accept (the
 accepter saw nothing wrong with the original, the editor fixed something), and two different edits
 with equal votes are a tie. pairwise: the most-voted outcome — a candidate, tie, or both bad; only a
-candidate makes a pair. rating: the mean per criterion. label and kto: the most-voted label."""
+candidate makes a pair. rating: the mean per criterion. label and kto: the most-voted label. An
+adjudicator's decision on a conflict replaces the vote; an item the learner auto-decided is its
+prediction, marked ``auto`` with the confidence."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 from datamill.prefs.candidates import prompt_of
 from datamill.record import Message, Record
+from datamill.review.active import auto_vote
 from datamill.review.items import content_of
 from datamill.review.questions import combine
 
@@ -33,10 +36,21 @@ class Outcome:
 def decide(
     task: str, item: dict[str, Any], votes: list[dict[str, Any]], questions: list[dict[str, Any]] | None = None
 ) -> Outcome:
-    """``item``: record, payload, id; ``votes``: answer dicts with the annotator's ``name``;
-    ``questions``: the project's, whose responses are combined into ``meta.review.responses``."""
-    review = {"item": item["id"], "annotators": [_vote(v) for v in votes]}
-    outcome = {"sft": _sft, "pairwise": _pairwise, "rating": _rating, "label": _label, "kto": _kto}[task](item, votes)
+    """``item``: record, payload, id and (when the learner decided it) ``auto``; ``votes``: answer dicts
+    with the annotator's ``name`` and ``role``; ``questions``: the project's, whose responses are
+    combined into ``meta.review.responses``. An adjudicator's decision wins over the votes."""
+    auto = item.get("auto") if not votes else None
+    if auto is not None:
+        votes = [auto_vote(task, auto)]
+    judged = [v for v in votes if v.get("role") == "adjudicator"][-1:]
+    review: dict[str, Any] = {"item": item["id"], "annotators": [_vote(v) for v in votes]}
+    if judged:
+        review["adjudicator"] = judged[0]["name"]
+    if auto is not None:
+        review |= {"auto": True, "confidence": auto["confidence"], "min_confidence": auto["min_confidence"],
+                   "learner_accuracy": auto["accuracy"]}  # fmt: skip
+    deciders = {"sft": _sft, "pairwise": _pairwise, "rating": _rating, "label": _label, "kto": _kto}
+    outcome = deciders[task](item, judged or votes)
     if questions and any(v.get("responses") for v in votes):
         review["responses"] = combine(questions, [v["responses"] for v in votes if v.get("responses")])
     outcome.review = {"decision": outcome.decision, **review, **outcome.review}

@@ -2,7 +2,8 @@
 run's output: ``data-00000.<container>`` in any datamill format (registered in dataset_info.json),
 ``dropped.jsonl`` (rejected, tied, both-bad and unexpressible items, each with its reason and
 ``meta.review``) and ``review.json`` (the counts). Items still waiting for answers are counted, not
-written: ``items = written + dropped + pending``. Gold items are not data: never written, not counted."""
+written: ``items = written + dropped + pending``; an adjudicator's decision settles an item, and so does
+the learner's auto-decision (``meta.review.auto``). Gold items are not data: never written, not counted."""
 
 from __future__ import annotations
 
@@ -74,17 +75,25 @@ def decided(project: Project) -> Iterator[tuple[dict[str, Any], list[dict[str, A
             )
             votes: dict[int, list[dict[str, Any]]] = {}
             rows = s.execute(
-                select(Answer, Annotator.name)
+                select(Answer, Annotator.name, Annotator.role)
                 .join(Annotator, Annotator.id == Answer.annotator_id)
                 .where(Answer.item_id.in_(ids))
                 .order_by(Answer.id)
             )
-            for ans, name in rows:
-                votes.setdefault(ans.item_id, []).append(answer_dict(ans) | {"name": name})
+            for ans, name, role in rows:
+                votes.setdefault(ans.item_id, []).append(answer_dict(ans) | {"name": name, "role": role})
         for i in items:
-            yield ({"id": i.id, "record": i.record, "payload": i.payload, "suggestions": i.suggestions},
-                   votes.get(i.id, []), assigned.get(i.id, 0))  # fmt: skip
+            yield ({"id": i.id, "record": i.record, "payload": i.payload, "suggestions": i.suggestions,
+                    "auto": i.auto}, votes.get(i.id, []), assigned.get(i.id, 0))  # fmt: skip
         last = items[-1].seq
+
+
+def settled(item: dict[str, Any], votes: list[dict[str, Any]], assigned: int) -> bool:
+    """Whether an item has its decision: everyone assigned answered, an adjudicator decided it, or the
+    learner auto-decided it."""
+    if item.get("auto") is not None and not votes:
+        return True
+    return any(v.get("role") == "adjudicator" for v in votes) or 0 < assigned <= len(votes)
 
 
 def export(
@@ -108,7 +117,7 @@ def export(
     try:
         for item, votes, assigned in decided(project):
             summary.items += 1
-            if not assigned or len(votes) < assigned:
+            if not settled(item, votes, assigned):
                 summary.pending += 1
                 continue
             outcome = decide(task, item, votes, questions)

@@ -12,6 +12,7 @@ from typing import Any
 
 from datamill.prefs.candidates import answer_of, candidates, prompt_of
 from datamill.record import Record
+from datamill.review.uncertainty import prior
 
 TASKS = ("sft", "pairwise", "rating", "label", "kto")
 QUALITY_MAX = 5  # quality_judge's rubric is 1-5
@@ -83,9 +84,10 @@ def drafts(
 
 
 def facets(record: dict[str, Any], hints: list[dict[str, Any]]) -> dict[str, Any]:
-    """The table's filter columns of an item: the quality score (1-5) of its first score suggestion,
-    ``meta.source``, and its tags — ``meta.tags``, ``meta.lang``, ``meta.method`` and, for a dropped
-    record, the operator that dropped it."""
+    """The columns an item's record and suggestions give: the table's filters — the quality score
+    (1-5) of its first score suggestion, ``meta.source``, its tags (``meta.tags``, ``meta.lang``,
+    ``meta.method`` and, for a dropped record, the operator that dropped it) — and the judges'
+    uncertainty, the queue's order until the learner is fit."""
     meta = record.get("meta") or {}
     score = next((h["score"] for h in hints if h.get("kind") == "score"), None)
     tags = meta.get("tags")
@@ -98,6 +100,7 @@ def facets(record: dict[str, Any], hints: list[dict[str, Any]]) -> dict[str, Any
         "score": float(score) if isinstance(score, int | float) else None,
         "source": source[:1000] if isinstance(source, str) else None,
         "tags": "|" + "|".join(clean) + "|" if clean else "",
+        "uncertainty": prior(hints),
     }
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, select
 
 from datamill.dataset import Quarantined, read
 from datamill.record import Record
 from datamill.review import ROLES
+from datamill.review.active import rerank
 from datamill.review.answers import BadAnswer, check
 from datamill.review.items import TASKS, drafts
 from datamill.review.schema import SCHEMA_VERSION, Annotator, Assignment, Item, Setting
@@ -225,9 +226,10 @@ def add_annotators(project: Project, people: list[str], role: str = "annotator",
 
 def _assign(w: Writer, people: list[Annotator], settings: dict[str, Any]) -> None:
     s = w.session
-    have = (
+    people_only = Assignment.annotator_id.in_(select(Annotator.id).where(Annotator.role == "annotator"))
+    have = (  # an adjudicator's decision on a conflict does not count towards the overlap
         select(Item.id, Item.seq, Item.payload, func.count(Assignment.id).label("n"))
-        .outerjoin(Assignment, Assignment.item_id == Item.id)
+        .outerjoin(Assignment, and_(Assignment.item_id == Item.id, people_only))
         .where(Item.gold.is_(None))
         .group_by(Item.id)
         .order_by(Item.seq)
@@ -260,6 +262,7 @@ def _assign(w: Writer, people: list[Annotator], settings: dict[str, Any]) -> Non
         mixed[i] = want
     if batch:
         s.execute(insert(Assignment), [b | {"status": "pending"} for b in batch])
+    rerank(s, settings)  # uncertainty first, gold spread through the queue
     for i, who in enumerate(people):
         w.log("assign", "assignments", who.id, after={"annotator": who.name, "items": load[i], "gold": mixed[i]})
 

@@ -23,12 +23,13 @@ class AdjudicatorOnly(ReviewError):
 
 
 def next_pending(project: Project, who: Annotator) -> int | None:
-    """The first assignment in ``who``'s queue that has no answer yet."""
+    """The assignment in ``who``'s queue to answer next: the pending one the judges or the learner are
+    least sure of (lowest rank), then the first in the queue."""
     with project.read() as s:
         return s.scalar(
             select(Assignment.id)
             .where(Assignment.annotator_id == who.id, Assignment.status == "pending")
-            .order_by(Assignment.position, Assignment.id)
+            .order_by(Assignment.rank, Assignment.position, Assignment.id)
             .limit(1)
         )
 
@@ -39,6 +40,7 @@ def progress(project: Project, who: Annotator) -> dict[str, int]:
             select(Assignment.status, func.count()).where(Assignment.annotator_id == who.id).group_by(Assignment.status)
         ).all()
     counts = dict(rows)
+    counts.pop("auto", None)  # the learner decided those: no longer anyone's to do
     return {"answered": counts.get("answered", 0), "total": sum(counts.values())}
 
 
@@ -65,6 +67,7 @@ def everyone(project: Project) -> list[dict[str, Any]]:
     out = []
     for p in people:
         c = counts.get(p.id, {})
+        c.pop("auto", None)
         first, last = times.get(p.id, (None, None))
         out.append({"name": p.name, "role": p.role, "answered": c.get("answered", 0), "total": sum(c.values()),
                     "first": first, "last": last})  # fmt: skip

@@ -6,10 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2  # 2: questions (answers.responses), gold items, the table's filter columns
+SCHEMA_VERSION = 3  # 2: questions, gold items, the table's filter columns; 3: active learning (embedding,
+# uncertainty, prediction, auto-decision; the queue's rank)
 
 
 class Base(DeclarativeBase):
@@ -35,7 +48,7 @@ class Item(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     suggestions: Mapped[list[Any]] = mapped_column(JSON)
     text: Mapped[str] = mapped_column(Text)  # what the search box matches
-    status: Mapped[str] = mapped_column(String(16), index=True, default="open")  # open | partial | done
+    status: Mapped[str] = mapped_column(String(16), index=True, default="open")  # open | partial | done | auto
     # a gold item's known answer (never exported, never shown); NULL for the data
     gold: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     # the table's filters, kept in columns so they are indexed SQL on SQLite and PostgreSQL alike
@@ -43,6 +56,12 @@ class Item(Base):
     source: Mapped[str | None] = mapped_column(String(1000), nullable=True, index=True)  # meta.source
     tags: Mapped[str] = mapped_column(Text, default="", server_default="")  # "|tag|tag|"
     disagree: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
+    # active learning: the MiniLM embedding (float32 bytes, computed once), how unsure the judges or the
+    # learner are (0-1, the queue's order), the learner's prediction and an auto-decision it made
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    uncertainty: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
+    prediction: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    auto: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class Annotator(Base):
@@ -55,19 +74,22 @@ class Annotator(Base):
 
 
 class Assignment(Base):
-    """An item in one annotator's queue; ``shown`` is the candidate order shown as A/B (pairwise)."""
+    """An item in one annotator's queue; ``shown`` is the candidate order shown as A/B (pairwise).
+    The queue hands out the lowest ``rank`` first (the most uncertain item), then by ``position``."""
 
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("item_id", "annotator_id"),
         Index("assignments_queue", "annotator_id", "status", "position"),
+        Index("assignments_next", "annotator_id", "status", "rank", "position"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
     position: Mapped[int] = mapped_column(Integer)
     shown: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | answered
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | answered | auto
+    rank: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")  # queue order: 1 - uncertainty
 
 
 class Answer(Base):

@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from datamill.errors import DatamillError
 from datamill.review.schema import SCHEMA_VERSION, Base, History, Setting
 
+VOLATILE = {"learner"}  # settings that change while serving (the learner's report): read fresh, never cached
+
 
 class ReviewError(DatamillError):
     """A review command or request that cannot be done (told to the user, never a traceback)."""
@@ -103,7 +105,7 @@ class Project:
         if self._settings is None:
             try:
                 with self.read() as s:
-                    found = {row.key: row.value for row in s.scalars(select(Setting))}
+                    found = {row.key: row.value for row in s.scalars(select(Setting)) if row.key not in VOLATILE}
             except DBAPIError as e:
                 raise ReviewError(f"{self.target}: not a datamill review project ({e.orig})") from None
             if "task" not in found:

@@ -7,7 +7,8 @@ OpenAI-compatible endpoint with ``--llm``.
 
 Items are judged in batches; each batch is one transaction (new suggestions, the score column the
 table filters on, a history row per item), so an interrupted run keeps what it finished and the next
-one carries on with the rest."""
+one carries on with the rest. The queues are then reordered: the items the judges are least sure of
+first."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from datamill.llm import LLMClient, LLMConfig, LLMError, StructuredOutputError, 
 from datamill.ops.base import OpContext
 from datamill.prefs.ranking import JudgePairwise, JudgeScore
 from datamill.record import Record
+from datamill.review.active import rerank
 from datamill.review.items import facets, pair_judgments, quality_hints
 from datamill.review.schema import Item
 from datamill.review.store import Project, ReviewError
@@ -94,6 +96,9 @@ def suggest(project: Project, llm: LLMConfig | None = None, *, judge: str | None
             return client.usage
 
         summary.usage = run_sync(go, llm, seed=project.settings["seed"])
+    if summary.judged:
+        with project.write("review suggest") as w:
+            rerank(w.session, project.settings)
     return summary
 
 
@@ -141,6 +146,9 @@ def _store(project: Project, summary: SuggestSummary, items: list[Item], found: 
             row = w.session.get(Item, item.id)
             before = row.suggestions
             row.suggestions = [*before, *hints]
-            row.score = facets(row.record, row.suggestions)["score"]
+            found = facets(row.record, row.suggestions)
+            row.score = found["score"]
+            if row.prediction is None:  # until the learner is fit, the judges' uncertainty orders the queue
+                row.uncertainty = found["uncertainty"]
             w.log("suggest", "items", row.id, before={"suggestions": before}, after={"suggestions": row.suggestions})
             summary.judged += 1

@@ -23,7 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader
 from sqlalchemy import select
 
-from datamill.review import queue
+from datamill.review import conflicts, queue
+from datamill.review.active import REFIT_EVERY, Refitter
 from datamill.review.answers import DECISIONS, BadAnswer, NotYours, submit
 from datamill.review.i18n import STRINGS, pick
 from datamill.review.schema import Annotator
@@ -106,10 +107,15 @@ class Guard:
             await self.app(scope, receive, send_secured)
 
 
-def create_app(project: Project, *, local: bool = True) -> FastAPI:
+def create_app(project: Project, *, local: bool = True, refit_every: int = REFIT_EVERY,
+               auto_confidence: float | None = None, embedder: Any = None) -> FastAPI:  # fmt: skip
     """The app for one project. ``local``: the server is bound to loopback, so only loopback Host
-    headers are answered."""
+    headers are answered. The learner is refit in the background after every ``refit_every`` new
+    answers (from 20 decisions on); with ``auto_confidence`` each refit with a held-out accuracy
+    auto-decides the open items it is that sure of."""
     app = FastAPI(title="datamill review", docs_url=None, redoc_url=None, openapi_url=None)
+    refitter = Refitter(project, refit_every, auto_confidence, embedder)
+    app.state.refitter = refitter
     env = Environment(loader=PackageLoader("datamill.review", "templates"), autoescape=True)
     secret = project.settings["secret"]
     app.mount("/static", StaticFiles(directory=str(files("datamill.review") / "static")), name="static")
@@ -253,6 +259,8 @@ def create_app(project: Project, *, local: bool = True) -> FastAPI:
             raise HTTPException(404, "no such assignment") from None
         except BadAnswer as e:
             raise HTTPException(400, str(e)) from None
+        if stored["created_at"] == stored["updated_at"]:  # a new answer, not a change
+            refitter.answered()
         return {
             "answer": {k: v for k, v in stored.items() if k != "choice"},
             "next": queue.next_pending(project, who),
@@ -284,6 +292,51 @@ def create_app(project: Project, *, local: bool = True) -> FastAPI:
     def stats(who: Annotated[Annotator, Depends(user)]) -> dict[str, Any]:
         from datamill.review.agreement import summary
 
-        return summary(project)
+        out = summary(project)
+        out["learner"] |= {"refitting": refitter.running, "error": refitter.error}
+        return out
+
+    @app.get("/conflicts", response_class=HTMLResponse)
+    def conflicts_page(request: Request) -> Response:
+        who = find(token_of(request))
+        if who is not None and who.role != "adjudicator":
+            return message(request, 403, STRINGS[lang_of(request)]["adjudicator_only"])
+        return page(request, "conflicts")
+
+    @app.get("/api/conflicts")
+    def conflict_rows(
+        who: Annotated[Annotator, Depends(user)],
+        resolved: bool | None = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        try:
+            return conflicts.conflicts(project, who, resolved=resolved, offset=offset, limit=limit)
+        except queue.AdjudicatorOnly as e:
+            raise HTTPException(403, str(e)) from None
+
+    @app.get("/api/conflicts/{item_id}")
+    def read_conflict(item_id: int, who: Annotated[Annotator, Depends(user)]) -> dict[str, Any]:
+        try:
+            return conflicts.conflict(project, who, item_id)
+        except queue.AdjudicatorOnly as e:
+            raise HTTPException(403, str(e)) from None
+        except NotYours:
+            raise HTTPException(404, "no such conflict") from None
+
+    @app.post("/api/conflicts/{item_id}/decide")
+    def decide_conflict(
+        item_id: int, who: Annotated[Annotator, Depends(writer)], body: Annotated[Any, Body()] = None
+    ) -> dict[str, Any]:
+        try:
+            stored = conflicts.adjudicate(project, who, item_id, body)
+        except queue.AdjudicatorOnly as e:
+            raise HTTPException(403, str(e)) from None
+        except NotYours:
+            raise HTTPException(404, "no such conflict") from None
+        except BadAnswer as e:
+            raise HTTPException(400, str(e)) from None
+        refitter.answered()
+        return {"answer": stored}
 
     return app

@@ -448,9 +448,21 @@
       const people = document.querySelector("#people tbody");
       for (const p of data.annotators) {
         const bias = p.first_position_share;
+        const major = p.majority_agreement;
         people.append(el("tr", {}, el("td", {}, p.name), el("td", {}, p.role), el("td", {}, `${p.answered} / ${p.total}`),
-          el("td", {}, bias === null || bias === undefined ? "—" : (100 * bias).toFixed(0) + "%")));
+          el("td", {}, bias === null || bias === undefined ? "—" : (100 * bias).toFixed(0) + "%"),
+          el("td", {}, major === null || major === undefined ? "—" : `${(100 * major).toFixed(0)}% (${p.majority_checks})`)));
       }
+      const L = data.learner;
+      let said = !L.enabled ? S.learner_off : !L.fit ? fmt("learner_waiting", { need: L.min_decisions, have: L.decisions })
+        : L.fit.accuracy === null ? fmt("learner_no_accuracy", { decisions: L.fit.decisions })
+        : fmt("learner_fit", { accuracy: (100 * L.fit.accuracy).toFixed(1) + "%", folds: L.fit.folds, decisions: L.fit.decisions, at: L.fit.at });
+      if (L.refitting) said += " " + S.learner_refitting;
+      if (L.error) said += " (" + L.error + ")";
+      document.getElementById("learner-status").textContent = said;
+      document.getElementById("learner-auto").textContent = fmt("auto_decided", { n: L.auto }) +
+        (L.auto ? " — " + Object.entries(L.auto_decisions).map(([k, n]) => `${n} × ${k}`).join(", ") : "");
+      document.getElementById("conflicts-status").textContent = S.conflicts + ": " + fmt("conflict_count", data.conflicts);
       const table = document.querySelector("#agreement tbody");
       for (const q of data.agreement) {
         for (const m of q.measures) table.append(el("tr", {}, el("td", {}, q.question), el("td", {}, m.measure), el("td", {}, String(m.items)), el("td", {}, show(m.value))));
@@ -480,7 +492,89 @@
     });
   }
 
+  // ---------------------------------------------------------------- conflicts (adjudicator)
+  function conflictsPage() {
+    const $ = (id) => document.getElementById(id);
+    const said = (v) => [v.side ? (v.side === "A" ? S.a_better : S.b_better) : v.decision, v.labels && v.labels.join(", "),
+      v.ratings && Object.entries(v.ratings).map(([c, n]) => `${c} ${n}`).join(", ")].filter(Boolean).join(" · ");
+
+    async function list() {
+      const data = await api("/api/conflicts?limit=500");
+      const rows = $("conflict-rows");
+      rows.replaceChildren();
+      const open = data.rows.filter((r) => !r.resolved).length;
+      $("conflict-count").textContent = fmt("conflict_count", { open, resolved: data.rows.length - open });
+      $("conflict-none").hidden = data.total > 0;
+      for (const r of data.rows) {
+        const tr = el("tr", { class: "link", "data-item": r.item }, el("td", {}, String(r.item)),
+          el("td", {}, r.resolved ? S.resolved : S.unresolved),
+          el("td", {}, r.answers.map((v) => `${v.annotator}: ${said(v)}`).join(" | ")), el("td", { class: "snippet" }, r.snippet));
+        tr.addEventListener("click", () => show(r.item).catch((err) => status(err.message)));
+        rows.append(tr);
+      }
+    }
+
+    function status(text) { $("status").textContent = text; }
+
+    async function show(id) {
+      const data = await api("/api/conflicts/" + encodeURIComponent(id));
+      const item = data.item;
+      const box = $("conflict-item");
+      box.replaceChildren();
+      const turn = (t) => el("div", { class: "turn role-" + t.role }, el("div", { class: "role" }, t.role), richText(t.content));
+      if (item.candidates) {
+        box.append(el("div", { class: "prompt" }, el("h3", {}, S.prompt), item.prompt.map(turn)));
+        box.append(el("div", { class: "pair" }, item.candidates.map((c) =>
+          el("div", { class: "candidate", "data-side": c.side }, el("h3", {}, S["answer_" + c.side.toLowerCase()]), richText(c.text)))));
+      } else box.append(el("div", { class: "turns" }, item.turns.map(turn)));
+      $("conflict-answers").replaceChildren(...data.answers.map((v) => el("div", { class: "vote " + v.role, "data-annotator": v.annotator },
+        el("h4", {}, `${v.annotator}${v.role === "adjudicator" ? " (" + S.resolved + ")" : ""}`), el("div", {}, said(v)),
+        v.reason ? el("div", { class: "where" }, v.reason) : null, (v.edited || []).map(turn))));
+      const bar = $("conflict-actions");
+      bar.replaceChildren();
+      const decide = (answer) => api(`/api/conflicts/${id}/decide`, answer).then(() => { status(S.saved); return list(); })
+        .catch((err) => status(fmt("error", { error: err.message })));
+      const btn = (label, answer, cls) => el("button", { type: "button", class: cls || "", "data-action": answer.decision || "label", onclick: () => decide(answer) }, label);
+      const reason = el("input", { type: "text", class: "reason", placeholder: S.reason, maxlength: 4000 });
+      const withReason = (answer) => Object.assign({ reason: reason.value || undefined }, answer);
+      const task = C.task;
+      if (task === "sft") {
+        bar.append(reason, el("button", { type: "button", class: "primary", "data-action": "accept", onclick: () => decide(withReason({ decision: "accept" })) }, S.accept),
+          el("button", { type: "button", class: "danger", "data-action": "reject", onclick: () => decide(withReason({ decision: "reject" })) }, S.reject));
+        for (const v of data.answers.filter((x) => x.edited && x.edited.length)) {
+          const edits = Object.fromEntries(v.edited.map((t) => [t.key, t.content]));
+          bar.append(btn(fmt("use_edit", { name: v.annotator }), { decision: "edit", edits }));
+        }
+      } else if (task === "pairwise") {
+        for (const [d, label] of [["a", S.a_better], ["b", S.b_better], ["tie", S.tie], ["both_bad", S.both_bad]]) bar.append(btn(label, { decision: d }));
+      } else if (task === "kto") {
+        bar.append(btn(S.desirable, { decision: "desirable" }, "primary"), btn(S.undesirable, { decision: "undesirable" }, "danger"));
+      } else if (task === "label") {
+        for (const label of C.labels) bar.append(btn(label, { labels: [label] }));
+      } else if (task === "rating") {
+        const picks = C.criteria.map((c) => {
+          const pick = el("select", { "data-criterion": c });
+          for (let n = 1; n <= C.scale; n++) pick.append(el("option", { value: n }, String(n)));
+          bar.append(el("label", { class: "choice" }, c + " ", pick));
+          return pick;
+        });
+        bar.append(el("button", { type: "button", class: "primary", "data-action": "rate", onclick: () =>
+          decide({ ratings: Object.fromEntries(picks.map((p) => [p.dataset.criterion, Number(p.value)])) }) }, S.submit));
+      }
+      $("conflict").hidden = false;
+    }
+
+    list().catch((err) => { $("conflict-count").textContent = fmt("error", { error: err.message }); });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { toggle("help", false); toggle("guidelines", false); return; }
+      if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === "?") toggle("help");
+      if (e.key === "g") toggle("guidelines");
+    });
+  }
+
   if (body.dataset.page === "focus") focusPage();
+  else if (body.dataset.page === "conflicts") conflictsPage();
   else if (body.dataset.page === "table") tablePage();
   else if (body.dataset.page === "stats") statsPage();
 })();
