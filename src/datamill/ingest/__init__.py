@@ -226,7 +226,7 @@ def read_source(src: Source, index: int = 0, **options: Any) -> Iterator[Record 
         yield from read_source(inner, index, **options)
 
 
-SOURCE_FORMATS = ("stackexchange", "latex", "reddit")  # declared input formats read by their own modules
+SOURCE_FORMATS = ("stackexchange", "latex", "reddit", "review")  # declared input formats read by their own modules
 
 
 def source_reader(path: str | Path, fmt: str | None = None) -> ModuleType | None:
@@ -235,8 +235,9 @@ def source_reader(path: str | Path, fmt: str | None = None) -> ModuleType | None
     if fmt is not None and fmt not in SOURCE_FORMATS:
         return None
     from datamill.ingest import latex, reddit, stackexchange
+    from datamill.review import recipe_input  # a review project (datamill.review.recipe_input)
 
-    return next((m for m in (stackexchange, latex, reddit) if m.claims(path, fmt)), None)
+    return next((m for m in (stackexchange, latex, reddit, recipe_input) if m.claims(path, fmt)), None)
 
 
 def source_option_problems(paths: Iterable[str | Path], fmt: str | None, given: dict[str, Any]) -> list[str]:

@@ -225,17 +225,32 @@ def auto_cmd(
 @review_app.command("export")
 def export_cmd(
     project: Annotated[Path, typer.Argument(help="The project file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The folder to write (like a run's OUTDIR).")],
-    to: Annotated[str, typer.Option("--to", "-t", help="Output format (see `datamill formats`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The folder to write (like a run's OUTDIR); "
+                                         "labelstudio: the tasks file; argilla: the dataset folder.")],  # fmt: skip
+    to: Annotated[str, typer.Option("--to", "-t", help="Output format (see `datamill formats`), or labelstudio / "
+                                    "argilla: the items, suggestions and answers for those tools.")],  # fmt: skip
     container: Annotated[str, typer.Option(help="jsonl, json, parquet or csv.")] = "jsonl",
     name: Annotated[str | None, typer.Option(help="dataset_info.json entry name (default: the folder name).")] = None,
     keep_meta: Annotated[bool, typer.Option(help="Write each record's id and meta (with meta.review).")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace files datamill did not write.")] = False,
 ) -> None:
-    """Write the reviewed records in any format; rejected, tied and both-bad items go to dropped.jsonl."""
+    """Write the reviewed records in any format, or the project for Label Studio or Argilla.
+
+    Rejected, tied and both-bad items go to dropped.jsonl. --to labelstudio writes the tasks file (-o
+    tasks.json) and its labeling config beside it; --to argilla the folder rg.Dataset.from_disk reads;
+    `review import` brings the answers given there back."""
     from datamill.review.export import export
+    from datamill.review.interchange import TOOLS, export_to
     from datamill.review.store import Project
 
+    if to in TOOLS:
+        try:
+            x = export_to(Project(project), output, to, overwrite=overwrite)
+        except (DatamillError, OSError) as e:
+            _fail(str(e))
+        out.print(escape(f"{x.items:,} items, {x.answers:,} answers, {x.suggestions:,} suggestions → "
+                         + ", ".join(map(str, x.paths))), highlight=False)  # fmt: skip
+        return
     try:
         s = export(Project(project), output, to, container=container, name=name, keep_meta=keep_meta,
                    overwrite=overwrite)  # fmt: skip
@@ -253,6 +268,48 @@ def export_cmd(
     out.print(table)
     status = "[green]ok[/]" if s.balanced else "[red]MISMATCH[/]"
     out.print(f"{status}: items {s.items:,} = written {s.written:,} + dropped {s.dropped:,} + pending {s.pending:,}")
+
+
+@review_app.command("import")
+def import_cmd(
+    project: Annotated[Path, typer.Argument(help="The project file.")],
+    file: Annotated[Path, typer.Argument(help="labelstudio: the JSON export; argilla: the to_disk folder or its "
+                                              "records.json.")],  # fmt: skip
+    from_: Annotated[str, typer.Option("--from", "-f", help="labelstudio or argilla.")],
+    user: Annotated[
+        list[str] | None, typer.Option(help="ID=NAME: the tool's user ID is this annotator (repeatable).")
+    ] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="Where the tasks that cannot be imported go (default: beside FILE).")
+    ] = None,
+) -> None:
+    """Bring answers given in Label Studio or Argilla back into the project.
+
+    Each answer is checked like the app's; a task with a wrong one is quarantined (its index and why), the
+    rest imported in one transaction. People unknown to the project are added (their login links printed)."""
+    from datamill.review.interchange import import_from
+    from datamill.review.store import Project
+
+    pairs = [u.split("=", 1) for u in user or []]
+    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        _fail("--user takes ID=NAME, e.g. --user 3=alice")
+    try:
+        s = import_from(Project(project), file, from_, users=dict(pairs), quarantine=quarantine)
+    except (DatamillError, OSError) as e:
+        _fail(str(e))
+    table = Table(show_header=False)
+    table.add_row("tasks", f"{s.tasks:,}")
+    table.add_row("answers imported", f"{s.answers:,} new, {s.changed:,} changed, {s.unchanged:,} unchanged")
+    for reason, n in s.skipped.most_common():
+        table.add_row("skipped", escape(f"{n:,} × {reason}"))
+    table.add_row("quarantined", escape(f"{len(s.quarantined):,}" + (f"  → {s.quarantine_path}" if s.quarantine_path
+                                                                   else "")))  # fmt: skip
+    for index, why in s.quarantined[:8]:
+        table.add_row("", escape(f"task {index}: {why}"))
+    out.print(table)
+    if s.tokens:
+        out.print(escape(f"added {len(s.tokens)} annotator(s) named in {file}"), highlight=False)
+        _links(s.tokens)
 
 
 @review_app.command("stats")

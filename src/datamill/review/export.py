@@ -23,7 +23,7 @@ from datamill.errors import CannotExpress
 from datamill.io import outputs
 from datamill.io.writers import JsonlWriter
 from datamill.review.answers import answer_dict
-from datamill.review.decide import decide, original
+from datamill.review.decide import Outcome, decide, original
 from datamill.review.schema import Annotator, Answer, Assignment, Item
 from datamill.review.store import Project, now
 
@@ -96,6 +96,13 @@ def settled(item: dict[str, Any], votes: list[dict[str, Any]], assigned: int) ->
     return any(v.get("role") == "adjudicator" for v in votes) or 0 < assigned <= len(votes)
 
 
+def outcomes(project: Project) -> Iterator[tuple[dict[str, Any], Outcome | None]]:
+    """Every data item in order with what the data gets (None while it is pending)."""
+    task, questions = project.task, project.settings.get("questions")
+    for item, votes, assigned in decided(project):
+        yield item, decide(task, item, votes, questions) if settled(item, votes, assigned) else None
+
+
 def export(
     project: Project,
     out: Path,
@@ -109,18 +116,16 @@ def export(
     formats.get(fmt)  # an unknown format fails before anything is written
     if container not in CONTAINERS:
         raise ValueError(f"--container must be one of {', '.join(CONTAINERS)}")
-    task, questions = project.task, project.settings.get("questions")
     summary = ExportSummary()
     data_path = out / f"data-00000.{container}"
     writer = DatasetWriter(data_path, fmt, keep_meta=keep_meta, name=name or out.name, overwrite=overwrite)
     dropped = JsonlWriter(out / "dropped.jsonl", output=True, overwrite=overwrite)
     try:
-        for item, votes, assigned in decided(project):
+        for item, outcome in outcomes(project):
             summary.items += 1
-            if not settled(item, votes, assigned):
+            if outcome is None:
                 summary.pending += 1
                 continue
-            outcome = decide(task, item, votes, questions)
             summary.decisions[outcome.decision] += 1
             if outcome.reason is not None:
                 _drop(dropped, summary, original(item, outcome.review), outcome.reason)
