@@ -19,7 +19,7 @@ from datamill.clean.length import count_words
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner
 
-OUTPUT_FILES = ("data-00000.jsonl", "dropped.jsonl", "quarantine.jsonl")
+OUTPUT_FILES = ("data-00000.jsonl", "dropped.jsonl", "quarantine.jsonl", "lineage.jsonl")
 
 
 def write_recipe(tmp_path: Path, body: dict, name: str = "recipe.yaml") -> Path:

@@ -330,7 +330,7 @@ def test_shipped_recipes_validate_and_dpo_from_answers_runs_against_a_judge_serv
         r = recipes.load(ROOT / "recipes" / "dpo-from-answers.yaml", output=str(tmp_path / "o"))  # reads tests/data
         assert sorted(Path(f.path).name for f in r.inputs) == [p.name for p in FILES]
         assert {f.format for f in r.inputs} == {"predictions"}
-        assert [s.op for s in r.steps] == ["group_answers", "limit", "judge_pairwise", "make_pairs"]
+        assert [s.op for s in r.steps] == ["group_answers", "limit", "judge_pairwise", "make_pairs", "decontaminate"]
         sliced = []
         for f in r.inputs:  # the first 40 prompts of each file keep the test fast
             head = "".join(Path(f.path).read_text(encoding="utf-8").splitlines(keepends=True)[:40])
@@ -343,7 +343,7 @@ def test_shipped_recipes_validate_and_dpo_from_answers_runs_against_a_judge_serv
     assert result.stats["balanced"] and result.stats["input"] == 160
     assert result.stats["kept"] == sum(1 for line in result.outdir.joinpath("data-00000.jsonl").open()) > 25
     ts = recipes.load(ROOT / "recipes" / "dpo-teacher-student.yaml", output=str(tmp_path / "ts"))
-    assert [s.op for s in ts.steps][-1] == "make_pairs"
+    assert [s.op for s in ts.steps][-2:] == ["make_pairs", "decontaminate"]
 
 
 def test_chinese_prompts_use_the_chinese_templates_and_bad_judge_answers_are_ties(tmp_path):

@@ -33,13 +33,15 @@ from datamill.errors import DatamillError
 from datamill.ingest.command import ingest_command
 from datamill.inspect import inspect as inspect_file
 from datamill.llm.cli import llm_app
+from datamill.pipeline import dry_run as estimates
 from datamill.pipeline import recipe as recipes
 from datamill.pipeline.runner import Runner, RunResult
 from datamill.prefs.cli import prefs_app
 from datamill.report import handoff_command, report_command
 from datamill.review.cli import review_app
 from datamill.select.cli import select_command
-from datamill.train.cli import eval_command, train_command
+from datamill.trace.command import trace_command
+from datamill.train.cli import ablate_command, eval_command, run_recipe_blocks, train_command
 
 app = typer.Typer(
     help="Build LLM training data: convert, validate and inspect datasets in every trainer's format.",
@@ -284,9 +286,15 @@ def run_cmd(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start one).")] = None,
     keep_work: Annotated[bool, typer.Option(help="Keep OUTDIR/.datamill-work after success.")] = False,
     overwrite: OverwriteOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Estimate each LLM step's requests, tokens, cost, time; send nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the estimate as JSON.")] = False,
 ) -> None:
     """Run a recipe: inputs → steps → OUTDIR/data-*, dropped.jsonl, quarantine.jsonl, stats.json, lock."""
     r = None
+    if as_json and not dry_run:
+        _fail("--json goes with --dry-run (a run's figures are in OUTDIR/stats.json)")
     try:
         r = recipes.load(recipe, inputs, outdir)
         for path in r.skipped:
@@ -314,14 +322,22 @@ def run_cmd(
                     tasks[label] = progress.add_task(label, total=total)
                 progress.update(tasks[label], completed=done, total=total)
 
-            runner = Runner(r, progress=report, keep_work=keep_work, ray_address=ray_address, overwrite=overwrite)
-            result = runner.run()
+            if dry_run:  # the real steps, no request sent, nothing written to OUTDIR
+                found = estimates.estimate(r, progress=report)
+            else:
+                runner = Runner(r, progress=report, keep_work=keep_work, ray_address=ray_address, overwrite=overwrite)
+                result = runner.run()
     except (DatamillError, OSError) as e:
         _fail(r.scrub(str(e)) if r is not None else str(e))  # a server's reply may quote a ${VAR} header back
+    if dry_run:
+        typer.echo(json.dumps(found.to_dict(), indent=2, ensure_ascii=False) if as_json else estimates.render(found))
+        return
     _print_funnel(result)
     if not result.stats["kept"]:
         _fail(f"the run kept no record ({_top_losses(result.stats)}), so no data file was written or registered; "
               f"see {result.outdir / 'dropped.jsonl'} and {result.outdir / 'quarantine.jsonl'}")
+    if r.train is not None:  # the recipe's train: / eval: blocks (datamill.train)
+        run_recipe_blocks(r, result.outdir)
 
 
 def _top_losses(st: dict) -> str:
@@ -437,8 +453,10 @@ app.command("ingest")(ingest_command)
 app.command("select")(select_command)
 app.command("report")(report_command)
 app.command("handoff")(handoff_command)
+app.command("trace")(trace_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
+app.command("ablate")(ablate_command)
 app.add_typer(prefs_app, name="prefs")
 app.add_typer(quality_app, name="quality")
 app.add_typer(review_app, name="review")

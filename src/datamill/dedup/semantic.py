@@ -48,6 +48,16 @@ def _have_usearch() -> bool:
     return True
 
 
+def embed_rows(embedder, texts: list[str], dim: int = 0, who: str = "semantic_dedup") -> np.ndarray:
+    """One L2-normalised float32 row per text (whatever the backend did), checked to be ``dim`` wide
+    when ``dim`` is known: a misbehaving endpoint fails here, not as nonsense similarities."""
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(texts) or (dim and vectors.shape[1] != dim):
+        raise DatamillError(f"{who}: the embedder returned {vectors.shape} for {len(texts)} texts")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 @register
 class SemanticDedup(Global):
     """Drop semantic near-duplicates (cosine similarity of sentence embeddings); keep one record per
@@ -81,12 +91,9 @@ class SemanticDedup(Global):
             return
         if self.embedder is None:
             self.embedder = get_embedder(self.config.embed)
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(texts) or (self.dim and vectors.shape[1] != self.dim):
-            raise DatamillError(f"semantic_dedup: the embedder returned {vectors.shape} for {len(texts)} texts")
+        vectors = embed_rows(self.embedder, texts, self.dim)
         self.dim = vectors.shape[1]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        out.write((vectors / np.maximum(norms, 1e-12)).astype(np.float32).tobytes())  # whatever the backend did
+        out.write(vectors.tobytes())
 
     def _pass1(self, records: Iterable[Record], spool: ClusterSpool) -> np.ndarray:
         """Spool and embed; returns the record index of each embedding row (non-empty texts only)."""

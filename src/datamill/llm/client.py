@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datamill.errors import DatamillError
 from datamill.llm import reasoning
@@ -95,6 +95,17 @@ class LLMUnreachable(DatamillError):
     """Nothing listens at the endpoint: the run stops (and resumes later) instead of dropping every record."""
 
 
+class Price(BaseModel):
+    """What a model costs per million tokens: ``prompt`` (``in``) and ``completion`` (``out``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: float = Field(ge=0, validation_alias=AliasChoices("prompt", "in"), description="per 1M prompt tokens")
+    completion: float = Field(
+        ge=0, validation_alias=AliasChoices("completion", "out"), description="per 1M completion tokens"
+    )
+
+
 class LLMConfig(BaseModel):
     """Where and how to call a model. Unknown keys are errors (recipes stay honest)."""
 
@@ -132,6 +143,10 @@ class LLMConfig(BaseModel):
     json_schema_mode: Literal["auto", "json_schema", "json_object", "off"] = "auto"
     price_prompt_per_1m: float | None = None
     price_completion_per_1m: float | None = None
+    price: Price | None = Field(None, description="per million tokens: {in: …, out: …} (usage cost, --dry-run)")
+    tokenizer: str | None = Field(
+        None, description="--dry-run's token counts: a tokenizer.json/folder, a .gguf, or tiktoken:NAME"
+    )
     model_path: str | None = Field(None, description="embedded backend: a .gguf file (default: the shipped Gemma)")
     n_ctx: int = 2048
     n_threads: int | None = Field(None, description="embedded backend: CPU threads (default: half the cores)")
@@ -148,6 +163,18 @@ class LLMConfig(BaseModel):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_price(self) -> LLMConfig:
+        if self.price is not None and (self.price_prompt_per_1m, self.price_completion_per_1m) != (None, None):
+            raise ValueError("give the price once: price: {in: …, out: …} or price_prompt_per_1m/…, not both")
+        return self
+
+    def prices(self) -> tuple[float, float]:
+        """(prompt, completion) price per million tokens; 0 where none is configured."""
+        if self.price is not None:
+            return self.price.prompt, self.price.completion
+        return self.price_prompt_per_1m or 0.0, self.price_completion_per_1m or 0.0
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -375,6 +402,14 @@ class LLMClient:
         self._reached = False  # the endpoint has answered at least once (any HTTP status)
         self._refused = 0  # requests that never got a connection, while it has not answered yet
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._dry: Any = None
+        if os.environ.get("DATAMILL_DRY_RUN"):  # `datamill run --dry-run`: nothing is sent (datamill.llm.estimate)
+            from datamill.llm.estimate import Recorder
+
+            self._dry = Recorder(config)
+            self.usage = self._dry.usage
+            if cache is not False and (cache is not None or config.cache):  # read-only: never a placeholder
+                cache = self._dry.cache(getattr(cache, "dir", None))
         if cache is None and config.cache:
             from datamill.llm.cache import Cache
 
@@ -602,11 +637,8 @@ class LLMClient:
             self.usage.reasoning_tokens += result.reasoning_tokens
             if result.reasoning_tokens_estimated:
                 self.usage.reasoning_tokens_estimated += result.reasoning_tokens
-        c = self.config
-        if c.price_prompt_per_1m:
-            self.usage.cost += result.prompt_tokens * c.price_prompt_per_1m / 1e6
-        if c.price_completion_per_1m:
-            self.usage.cost += result.completion_tokens * c.price_completion_per_1m / 1e6
+        price_in, price_out = self.config.prices()
+        self.usage.cost += (result.prompt_tokens * price_in + result.completion_tokens * price_out) / 1e6
         if self._tpm is not None:
             self._tpm.adjust(result.prompt_tokens + result.completion_tokens - estimate)
 
@@ -682,6 +714,8 @@ class LLMClient:
     async def _with_retries(self, kind: str, body: dict[str, Any], estimate: int, parse: Callable[[Any], T]) -> T:
         """``parse`` of the JSON answer, retried on what :class:`_Retryable` covers (``parse`` raises it
         for a 200 that is no answer)."""
+        if self._dry is not None:  # a dry run: recorded, answered with a placeholder body
+            return parse(self._dry.reply(kind, body))
         c = self.config
         attempts = c.max_retries + 1
         last: _Retryable | None = None
@@ -760,6 +794,11 @@ class LLMClient:
     async def _embedded_call(self, kind: str, body: dict[str, Any], estimate: int) -> Any:
         from datamill.llm.embedded import EmbeddedModel
 
+        if self._dry is not None:  # a dry run: recorded, answered with a placeholder (the model is not loaded)
+            data = self._dry.reply(kind, body)
+            if kind == "choice_logprobs":
+                return self._parse_choice_logprobs(body["choices"], data)
+            return self._parse_completion(kind, body, data)
         if self._embedded is None:
             self._embedded = EmbeddedModel.shared(self.config.model_path, self.config.n_ctx, self.config.n_threads)
         async with self._sem:

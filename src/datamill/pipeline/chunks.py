@@ -3,6 +3,11 @@
 A worker (process or Ray task) gets a ``ChunkTask``, runs it and writes the chunk's kept records,
 dropped records, quarantined rows and stats into the stage directory, each atomically; the stats
 file is written last and marks the chunk complete, so a killed run redoes only incomplete chunks.
+
+A mapper or filter may define ``prepare(records, chunk)``: called once per chunk, before its per-record
+calls, with the records that reach the step and the chunk's number — to work on them in batches
+(decontaminate embeds them) or write the chunk's own part of a file under its workdir (before the stats
+file, so a redone chunk rewrites it).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from datamill.llm import LLMClient, LLMError, StructuredOutputError
 from datamill.ops.base import Filter, Generator, Mapper, Op, OpContext
 from datamill.record import Record
 from datamill.results import Drop
+from datamill.trace import lineage
 
 # One input row: (file index, format name, line or None, index in file, parsed row or None, error, raw)
 InputRow = tuple[int, str, int | None, int, dict[str, Any] | None, str | None, Any]
@@ -40,6 +46,7 @@ class ChunkTask:
     rows: list[InputRow] = field(default_factory=list)  # stage 0: the input rows
     source: str | None = None  # later stages: the previous stage's chunk file
     run: str = ""  # the run's fingerprint, kept in the chunk's stats: a resume reuses only its own chunks
+    trace: str = "changes"  # output.trace: how much of a rewritten field meta.lineage keeps (changes | full)
 
 
 def chunk_name(chunk: int) -> str:
@@ -116,7 +123,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
             n_in = len(records)
         step_stats = []
         for index, op in build_ops(task.steps, task.seed, task.work_root):
-            records, stats = _apply(op, index, records, dropped)
+            records, stats = _apply(op, index, records, dropped, task.trace == "full", task.chunk)
             step_stats.append(stats)
         for rec in records:
             kept.write(rec.to_dict())
@@ -138,16 +145,24 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     return stats
 
 
-def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> tuple[list[Record], dict[str, Any]]:
+def _apply(
+    op: Op, index: int, records: list[Record], dropped: JsonlWriter, full: bool = False, chunk: int = 0
+) -> tuple[list[Record], dict[str, Any]]:
     start = time.perf_counter()
     reasons: Counter[str] = Counter()
     out: list[Record] = []
     generated = 0
     rec = None
     try:
+        prepare = getattr(op, "prepare", None) if isinstance(op, Mapper | Filter) else None
+        if prepare is not None:  # the per-chunk batch hook (module docstring)
+            prepare(records, chunk)
         if isinstance(op, Mapper):
             for rec in records:
-                out.append(op.map(rec))
+                before = lineage.snapshot(rec)
+                rec = op.map(rec)
+                lineage.note(rec, before, index, op.name, full)
+                out.append(rec)
         elif isinstance(op, Filter):
             for rec in records:
                 reason = op.reason(rec)
@@ -157,7 +172,9 @@ def _apply(op: Op, index: int, records: list[Record], dropped: JsonlWriter) -> t
                     reasons[reason] += 1
                     dropped.write(drop_entry(rec, index, op.name, reason))
         elif isinstance(op, Generator):
-            for rec, results in zip(records, asyncio.run(_generate_all(op, records)), strict=True):
+            befores = [lineage.snapshot(rec) for rec in records]
+            for rec, before, results in zip(records, befores, asyncio.run(_generate_all(op, records)), strict=True):
+                lineage.note(rec, before, index, op.name, full)  # an input handed back changed (e.g. answer cut)
                 generated += _settle(op, index, rec, results, out, reasons, dropped)
         else:
             raise DatamillError(f"step {index} ({op.name}) is a {op.kind} and cannot run on a chunk")
@@ -222,6 +239,7 @@ def _settle(
         else:
             made += 1
             target.id = target.id or target.compute_id()
+            lineage.made(target, index, op.name)
         if isinstance(item, Drop):
             reasons[item.reason] += 1
             dropped.write(drop_entry(item.record, index, op.name, item.reason))

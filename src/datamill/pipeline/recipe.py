@@ -67,6 +67,7 @@ class OutputModel(_Strict):
     split_key: str = "split"  # records with this meta field (the split op's) go to data-<split>-NNNNN files
     report: bool = False  # also write report.html and README.md (dataset card) at the end of the run
     media_paths: Literal["relative", "absolute", "keep"] = "relative"  # image/video/audio paths, as they open
+    trace: Literal["changes", "full"] = "changes"  # what lineage.jsonl keeps of a rewritten field (datamill trace)
 
 
 class RecipeModel(_Strict):
@@ -80,6 +81,9 @@ class RecipeModel(_Strict):
     steps: list[StepModel] = []
     output: OutputModel = OutputModel()
     llm: dict[str, Any] = Field(default_factory=dict, description="LLM settings shared by every LLM step")
+    # run by `datamill run` after the pipeline, on its output (datamill.train.blocks; docs/train.md)
+    train: dict[str, Any] | None = None
+    eval: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ class Recipe:
     # runner to quarantine as file-level entries (the run goes on without them)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     from_env: dict[str, str] = field(default_factory=dict)  # each value taken from the environment → "${VAR}"
+    train: dict[str, Any] | None = None  # the train: / eval: blocks, run on the output after the pipeline
+    eval: dict[str, Any] | None = None
 
     def scrub(self, value: Any) -> Any:
         """``value`` (a string, or dicts and lists of them) with every value that came from ``${VAR}`` put
@@ -293,6 +299,10 @@ def parse(
             "as a list in every row, which a .csv cell cannot carry for a trainer; use container jsonl, json "
             "or parquet"
         )
+    if model.train is not None or model.eval is not None:
+        from datamill.train.blocks import problems as train_problems
+
+        problems += [f"line {_line(lines, loc)}: {message}" for loc, message in train_problems(model.train, model.eval)]
     if not files:
         why = "".join(f"; {u['file']}: {u['error']}" for u in unreadable)
         problems.append(f"line {_line(lines, ('inputs',))}: no readable file among the inputs{why}")
@@ -314,6 +324,8 @@ def parse(
         skipped=scrub(skipped, from_env),
         unreadable=unreadable,
         from_env=from_env,
+        train=model.train,
+        eval=model.eval,
     )
 
 

@@ -45,11 +45,13 @@ from datamill.pipeline.recipe import Recipe, Step
 from datamill.record import Record
 from datamill.report.build import Pass, chunk_records
 from datamill.results import Drop, Generated
+from datamill.trace import lineage
 
 WORK = ".datamill-work"
 LOCK = "recipe.lock.yaml"
 RUN_LOCK = ".datamill-run.lock"  # flock'ed while a run writes the folder
-FIXED_OUTPUTS = ("dropped.jsonl", "quarantine.jsonl", "stats.json", LOCK, "report.html", "README.md")
+LINEAGE = "lineage.jsonl"  # per kept record: id, data file, row, meta (with meta.lineage) — datamill trace
+FIXED_OUTPUTS = ("dropped.jsonl", "quarantine.jsonl", "stats.json", LOCK, "report.html", "README.md", LINEAGE)
 HASH_BLOCK = 8 << 20
 LIBRARIES = ("orjson", "pyarrow", "pydantic", "PyYAML", "datasets", "ray")
 
@@ -198,6 +200,12 @@ class Runner:
         finally:
             self.phases.append({"phase": name, "seconds": round(time.perf_counter() - start, 3), "cores": cores})
 
+    def check_outdir(self) -> bool:
+        """What a run checks of OUTDIR before any work, writing nothing (for ``--dry-run``): a FileError for
+        one it would refuse; True when it already holds this run's finished output (a run would do nothing)."""
+        self._claim_outdir()
+        return self._finished_lock() is not None
+
     def _claim_outdir(self) -> None:
         """Refuse, before any work, an OUTDIR whose files the run would replace but datamill did not write."""
         outputs.refuse_unsafe(self.outdir)
@@ -271,6 +279,7 @@ class Runner:
             work_root=str(self.work),
             steps=steps,
             run=self.fingerprint,
+            trace=self.recipe.output.trace,
         )
         if stage.index == 0:
             files = [str(f.path) for f in self.recipe.inputs]
@@ -405,6 +414,7 @@ class Runner:
                 if isinstance(item, Generated):
                     generated += 1
                     item = item.record
+                    lineage.made(item.record if isinstance(item, Drop) else item, step.index, step.op)
                     if isinstance(item, Record):
                         item.id = item.id or item.compute_id()
                 if kept is None:
@@ -471,6 +481,7 @@ class Runner:
         """dropped/quarantine files, the shards, stats.json, dataset_info.json, the report, the lock."""
         dropped_writer = JsonlWriter(self.outdir / "dropped.jsonl", output=True, overwrite=self.overwrite)
         quarantine_writer = JsonlWriter(self.outdir / "quarantine.jsonl", output=True, overwrite=self.overwrite)
+        lineage_writer = JsonlWriter(self.outdir / LINEAGE, output=True, overwrite=self.overwrite)
         output_drops: Counter[str] = Counter()
         shards: list[Shard] = []
         try:
@@ -483,13 +494,15 @@ class Runner:
             for failure in self.unreadable:
                 quarantine_writer.write({**failure, "scope": "file", "stage": "read"})
             with self._phase("write", 1):  # the report's pass runs beside it on the other cores
-                shards = self._write_shards(last, dropped_writer, output_drops)
+                shards = self._write_shards(last, dropped_writer, lineage_writer, output_drops)
             _maybe_crash()
             dropped_writer.commit()
             quarantine_writer.commit()
+            lineage_writer.commit()
         except BaseException:
             dropped_writer.abort()
             quarantine_writer.abort()
+            lineage_writer.abort()
             raise
         stats = self.recipe.scrub(self._stats(output_drops, len(shards)))  # no ${VAR} value in stats.json
         splits: Counter[str] = Counter()
@@ -501,6 +514,7 @@ class Runner:
         self._write_stats(stats)
         self._register(shards)
         names = [shard.writer.path.name for shard in shards]
+        names += self._publish_step_files()
         if counting is not None:
             from datamill.report import write_report
 
@@ -512,6 +526,26 @@ class Runner:
             self._write_stats(stats)  # again, with the report's own time
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
+
+    def _publish_step_files(self) -> list[str]:
+        """The files steps left in ``publish/`` of their work folder as outputs in OUTDIR: a global step's
+        ``NAME.jsonl``, or a chunk step's parts ``NAME/chunk-NNNNNN.jsonl`` (decontaminate's leakage lines,
+        one part per chunk) in chunk order; one file per name, the steps' lines in step order."""
+        by_name: dict[str, list[Path]] = {}
+        chunks = {s.index: self._chunk_count(stage) for stage in self.stages for s in stage.steps}
+        for step in self.recipe.steps:
+            publish = self.work / f"step-{step.index:03d}" / "publish"
+            for path in sorted(publish.glob("*.jsonl")):
+                by_name.setdefault(path.name, []).append(path)
+            for folder in sorted(p for p in publish.glob("*") if p.is_dir()):
+                parts = [folder / f"{chunk_name(i)}.jsonl" for i in range(chunks[step.index])]
+                by_name.setdefault(f"{folder.name}.jsonl", []).extend(p for p in parts if p.exists())
+        for name, paths in by_name.items():
+            writer = JsonlWriter(self.outdir / name, output=True, overwrite=self.overwrite)
+            for path in paths:
+                _copy_lines(path, writer)
+            writer.commit()
+        return sorted(by_name)
 
     def _write_stats(self, stats: dict[str, Any]) -> None:
         text = json.dumps(stats, indent=2, ensure_ascii=False) + "\n"
@@ -535,9 +569,12 @@ class Runner:
         workers = max(1, (self.recipe.workers or os.cpu_count() or 1) - 1)
         return Pass([str(p) for p in self._last_chunks(last)], read, workers=workers)
 
-    def _write_shards(self, last: Stage, dropped: JsonlWriter, output_drops: Counter[str]) -> list[Shard]:
+    def _write_shards(
+        self, last: Stage, dropped: JsonlWriter, lineage_out: JsonlWriter, output_drops: Counter[str]
+    ) -> list[Shard]:
         """The kept records as ``data-NNNNN`` shards — or ``data-<split>-NNNNN`` per split when records
-        carry ``meta[split_key]`` (the split op) — at most ``shard_size`` records each."""
+        carry ``meta[split_key]`` (the split op) — at most ``shard_size`` records each; where each one went,
+        with its meta, in ``lineage_out`` (``meta.lineage`` moves there, out of the data row)."""
         out = self.recipe.output
         total = sum(s["kept"] for s in self._stage_stats(last))
         records = (rec for path in self._last_chunks(last) for rec in read_chunk(path))
@@ -564,9 +601,14 @@ class Runner:
             for n, rec in enumerate(records, 1):
                 split = rec.meta.get(out.split_key)
                 writer = writer_for(split if isinstance(split, str) and split else None)
+                changes = rec.meta.pop(lineage.KEY, None)
                 try:
                     writer.write(rec)
+                    row = {"id": rec.id, "file": writer.path.name, "row": writer.count - 1, "meta": rec.meta}
+                    lineage_out.write(row | ({lineage.KEY: changes} if changes else {}))
                 except CannotExpress as e:
+                    if changes:
+                        rec.meta[lineage.KEY] = changes
                     reason = f"{out.format} cannot hold it: {e}"
                     output_drops[reason] += 1
                     dropped.write(drop_entry(rec, len(self.recipe.steps), "output", reason))
@@ -683,7 +725,7 @@ class Runner:
             ),
             "input_fingerprints": r.scrub(self.inputs),
             "versions": _versions(),
-            "outputs": [*shards, "dropped.jsonl", "quarantine.jsonl", "stats.json"],
+            "outputs": [*shards, "dropped.jsonl", "quarantine.jsonl", "stats.json", LINEAGE],
         }
         text = yaml.safe_dump(lock, sort_keys=False, allow_unicode=True)
         outputs.write_text(self.outdir / LOCK, text, self.overwrite)

@@ -86,6 +86,14 @@ def _margin(n: int, population: int) -> float:
     return 1.96 * 0.5 / math.sqrt(n) * math.sqrt((population - n) / max(population - 1, 1))
 
 
+def _trace_head(outdir: Path, drop: dict[str, Any]) -> str:
+    """A drop example's first line: its id, its source and the ``datamill trace`` command for its lineage."""
+    meta = (drop.get("record") or {}).get("meta") or {}
+    at = f" line {meta['line']}" if "line" in meta else f" record {meta['index'] + 1}" if "index" in meta else ""
+    source = f" ← {meta['source']}{at}" if "source" in meta else ""
+    return f"{drop.get('id')}{source} · datamill trace {outdir} {drop.get('id')}\n"
+
+
 def _preview(record: dict[str, Any], limit: int = 240) -> str:
     if record.get("text") is not None:
         text = record["text"]
@@ -146,7 +154,7 @@ def collect(
                 data.drops[key] = data.drops.get(key, 0) + 1
                 ex = data.examples.setdefault(key, [])
                 if len(ex) < EXAMPLES_PER_REASON:
-                    ex.append(_preview(d.get("record") or {}))
+                    ex.append(_trace_head(out, d) + _preview(d.get("record") or {}))
     info_path = out / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     data.dataset_name = next(iter(info), stats.get("recipe", "dataset"))
@@ -622,6 +630,7 @@ def render_html(data: ReportData) -> str:
             parts.append(f"<h3>{escape(key)}</h3>{histogram(values, label=key)}")
     dup = sum(n for (_, _, reason), n in data.drops.items() if "duplicate" in reason)
     parts.append(f"<h2>Duplicates</h2><p><b data-stat='duplicates'>{dup:,}</b> records dropped as duplicates</p>")
+    parts.append(_leakage(data))
     parts.append("<h2>Splits</h2>")
     if data.splits:
         parts.append(hbars(sorted(data.splits.items()), color=PALETTE[3]))
@@ -641,6 +650,7 @@ def render_html(data: ReportData) -> str:
             for src, r in ratio.items()
         ]
         parts.append(_table(["source", "effective share", "requested", "units", "records"], rows, "mix"))
+    parts.append(evaluation_section(data.outdir))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -715,6 +725,228 @@ def _drops(data: ReportData) -> str:
     if not any_drop:
         parts.append('<p class="empty">nothing was dropped</p>')
     return "".join(parts)
+
+
+# ---- benchmark leakage (decontaminate's leakage.jsonl) -------------------------------------------
+LEAKAGE_SHOWN = 200  # matches listed in report.html; leakage.jsonl holds them all
+
+
+def _leakage(data: ReportData) -> str:
+    """Which record matched which benchmark item, by which mode and score (OUTDIR/leakage.jsonl, one
+    line per match), and what each decontaminate step checked or skipped (its counters)."""
+    parts = ["<h2>Benchmark leakage</h2>"]
+    steps = [st for st in data.stats.get("steps", []) if st.get("op") == "decontaminate"]
+    if not steps:  # a leakage.jsonl without such a step is an earlier run's
+        return parts[0] + '<p class="empty">no decontaminate step in this run</p>'
+    for st in steps:
+        counters = st.get("counters") or {}
+        named = [(k.split(": ", 1)[0], k.split(": ", 1)[1], n) for k, n in counters.items() if ": " in k]
+        checked = [f"{name} ({n:,} items)" for kind, name, n in named if kind == "benchmark items"]
+        skipped = [name for kind, name, _ in named if kind in ("benchmark skipped", "benchmark missing")]
+        line = f"step {st['step']}: checked {escape(', '.join(checked) or 'no benchmark')}"
+        if skipped:
+            line += f"; <b class=bad>skipped</b> {escape(', '.join(skipped))}"
+        parts.append(f"<p data-leak-step='{st['step']}'>{line}</p>")
+    path = data.outdir / "leakage.jsonl"
+    rows, by_mode, ids = [], Counter(), set()
+    if path.exists():
+        with open(path, "rb") as f:
+            for line in f:
+                r = orjson.loads(line)
+                by_mode[r["mode"]] += 1
+                ids.add(r["id"])
+                if len(rows) < LEAKAGE_SHOWN:
+                    rows.append(r)
+    if not rows:
+        return "".join(parts) + '<p class="empty">no synthetic record matched a benchmark item</p>'
+    total = sum(by_mode.values())
+    parts.append(
+        f"<p><b data-stat='leaked'>{len(ids):,}</b> records matched benchmark items ({total:,} matches; "
+        + ", ".join(f"{mode} {n:,}" for mode, n in by_mode.most_common())
+        + "): listed in <code>leakage.jsonl</code></p>"
+    )
+    head = ["record", "field", "record text", "benchmark item", "item text", "mode", "score", "action"]
+    body = []
+    for r in rows:
+        item = f"{r['benchmark']}#{r['index']}"
+        cells = [r["id"], r["field"], r["record_text"], item, r["benchmark_text"], r["mode"], r["score"], r["action"]]
+        body.append(
+            f'<tr data-leak="{escape(str(r["id"]))}" data-item="{escape(item)}" data-mode="{escape(r["mode"])}">'
+            + "".join(f"<td>{escape(str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    parts.append(f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    if total > len(rows):
+        parts.append(f"<p class='muted'>the first {len(rows):,} of {total:,} matches</p>")
+    return "".join(parts)
+
+
+# ---- evaluation (datamill eval's eval.json, datamill ablate's ablate.json) -----------------------
+EVAL_BEGIN, EVAL_END = "<!-- datamill:evaluation -->", "<!-- /datamill:evaluation -->"
+
+
+def evaluation_files(outdir: Path, extra: tuple[Path, ...] = ()) -> tuple[list[Path], list[Path]]:
+    """(eval.json files, ablate.json files) in OUTDIR and its direct subfolders (a recipe's eval: block writes
+    OUTDIR/train/eval.json), plus ``extra`` eval.json files (a train: block's ``out`` elsewhere)."""
+    found: dict[str, list[Path]] = {}
+    for name in ("eval.json", "ablate.json"):
+        here = [outdir / name, *sorted(outdir.glob(f"[!.]*/{name}"))]
+        found[name] = [p for p in here if p.is_file()]
+    for path in extra:
+        if path.is_file() and path.resolve() not in {p.resolve() for p in found["eval.json"]}:
+            found["eval.json"].append(path)
+    return found["eval.json"], found["ablate.json"]
+
+
+def _read_json(path: Path, required: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) and required in value else None
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def evaluation_section(outdir: Path, extra: tuple[Path, ...] = ()) -> str:
+    """The held-out scores of models trained on this data: one row per eval.json (loss, perplexity, exact
+    match, ROUGE-L, judge win rate), lm-eval's tasks base vs tuned, and each ablation's arms; with bar charts.
+    Delimited by ``EVAL_BEGIN`` / ``EVAL_END`` so that ``refresh_evaluation`` can replace it alone."""
+    evals, ablations = evaluation_files(outdir, extra)
+    parts = [EVAL_BEGIN, "<h2>Evaluation</h2>"]
+    rows, skipped = [], []
+    for path in evals:
+        result = _read_json(path, "loss")
+        if result is None:
+            skipped.append(_label(outdir, path))
+        else:
+            rows.append((_label(outdir, path), result))
+    if not rows and not ablations:
+        parts.append(
+            '<p class="empty">no eval.json or ablate.json here (<code>datamill eval -o OUTDIR/eval.json</code>, '
+            "a recipe's <code>eval:</code> block, <code>datamill ablate</code>)</p>"
+        )
+    if rows:
+        parts.append(_eval_table(rows))
+    for label, result in rows:
+        if "lm_eval" in result:
+            parts.append(_lm_eval_table(label, result["lm_eval"]))
+    for path in ablations:
+        result = _read_json(path, "arms")
+        if result is None:
+            skipped.append(_label(outdir, path))
+        else:
+            parts.append(_ablation(_label(outdir, path), result))
+    parts += [f"<p class=bad>{escape(p)}: not datamill's (no scores read); skipped</p>" for p in skipped]
+    parts.append(EVAL_END)
+    return "".join(parts)
+
+
+def _label(outdir: Path, path: Path) -> str:
+    return str(path.relative_to(outdir)) if path.is_relative_to(outdir) else str(path)
+
+
+def _eval_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    head = ["evaluation", "model", "items", "held-out loss", "perplexity", "exact match (strict)",
+            "exact match (flexible)", "ROUGE-L", "judge: wins / ties / losses", "win rate (ties ½)"]  # fmt: skip
+    body = []
+    for label, r in rows:
+        loss, em, rouge, judge = r["loss"], r.get("exact_match"), r.get("rouge_l"), r.get("judge")
+        model = Path(str(r.get("model"))).name + (f" + {Path(r['adapter']).name}" if r.get("adapter") else "")
+        cells = [
+            label,
+            model,
+            f"{loss['items']:,}",
+            f"{loss['mean']:.4f}",
+            f"{loss['perplexity']:,.2f}",
+            f"{_pct(em['strict'])} ({em['correct_strict']}/{em['items']})" if em else "–",
+            f"{_pct(em['flexible'])} ({em['correct_flexible']}/{em['items']})" if em else "–",
+            f"{rouge['mean']:.4f}" if rouge else "–",
+            f"{judge['wins']} / {judge['ties']} / {judge['losses']} of {judge['judged']}" if judge else "–",
+            _pct(judge["win_rate_ties_half"]) if judge else "–",
+        ]
+        body.append(
+            f'<tr data-eval="{escape(label)}" data-loss="{loss["mean"]}">'
+            + "".join(f"<td{' class=n' if i > 1 else ''}>{escape(c)}</td>" for i, c in enumerate(cells))
+            + "</tr>"
+        )
+    th = "".join(f"<th{' class=n' if i > 1 else ''}>{escape(h)}</th>" for i, h in enumerate(head))
+    parts = [
+        f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>",
+        "<p class='muted'>Loss: mean negative log-likelihood per answer token (lower is better). The judge sees "
+        "each pair in both orders: a verdict that flips with the order counts as a tie (the embedded judge "
+        "averages both orders' log-odds instead); ties count half.</p>",
+        "<h3>Held-out loss (lower is better)</h3>",
+        hbars([(label, round(r["loss"]["mean"], 4)) for label, r in rows]),
+    ]
+    maths = [(label, round(100 * r["exact_match"]["strict"], 1)) for label, r in rows if "exact_match" in r]
+    if maths:
+        parts += ["<h3>Exact match, strict (%)</h3>", hbars(maths, unit=" %", color=PALETTE[2])]
+    judged = [(label, r["judge"]) for label, r in rows if "judge" in r]
+    if judged:
+        bars = [(f"{label}: {k}", j[k]) for label, j in judged for k in ("wins", "ties", "losses")]
+        parts += ["<h3>Judge: the tuned model against its base</h3>", hbars(bars, color=PALETTE[1])]
+    return "".join(parts)
+
+
+def _lm_eval_table(label: str, lm: dict[str, Any]) -> str:
+    """lm-evaluation-harness's metrics per task, the base model next to the tuned one; scores between 0 and 1
+    (accuracies, exact match) also drawn, unbounded ones (perplexity) only listed."""
+    rows, bars = [], []
+    for task, by_model in lm["tasks"].items():
+        base, tuned = by_model.get("base", {}), by_model.get("tuned", {})
+        for metric in sorted(set(base) | set(tuned)):
+            b, t = base.get(metric), tuned.get(metric)
+            delta = f"{t - b:+.4g}" if b is not None and t is not None else "–"
+            shown = ("–" if v is None else f"{v:.4g}" for v in (b, t))
+            rows.append((f"{task} · {metric}", by_model.get("items") or "–", *shown, delta))
+            scored = [(who, v) for who, v in (("base", b), ("tuned", t)) if v is not None]
+            if all(0 <= v <= 1 for _, v in scored):
+                bars.append(f"<p class='muted'>{escape(task)} · {escape(metric)}</p>{hbars(scored, color=PALETTE[4])}")
+    limit = lm.get("limit")
+    parts = [
+        f"<h3>lm-eval tasks ({escape(label)}; {f'the first {limit:,} items' if limit else 'every item'})</h3>",
+        _table(["task · metric", "items", "base", "tuned", "Δ"], rows, "lm-eval"),
+    ]
+    return "".join(parts + bars)
+
+
+def _ablation(label: str, result: dict[str, Any]) -> str:
+    """An ablation's arms (``datamill ablate``'s own columns) and their held-out loss and win rate."""
+    from datamill.train.ablate import columns
+
+    cols = columns(result)
+    arms = result["arms"]
+    body = [(a["name"], *(cell(a) for _, cell in cols[1:])) for a in arms]
+    parts = [
+        f"<h3>Ablation {escape(str(result.get('name', '')))} ({escape(label)}): one held-out set, "
+        f"{result.get('heldout', {}).get('items', 0):,} items</h3>",
+        _table([h for h, _ in cols], body, "arm"),
+        hbars([(f"{a['name']} held-out loss", round(a["heldout_loss"]["mean"], 4)) for a in arms]),
+    ]
+    judged = [(a["name"], round(100 * (a["judge_vs"]["win_rate_ties_half"] or 0), 1)) for a in arms if "judge_vs" in a]
+    if judged:
+        parts += [f"<p>win rate against {escape(arms[0]['name'])} (%, ties half)</p>", hbars(judged, unit=" %")]
+    return "".join(parts)
+
+
+def refresh_evaluation(outdir: str | Path, extra: tuple[Path, ...] = ()) -> Path | None:
+    """Replace the evaluation section of OUTDIR/report.html (after a recipe's eval: block wrote its eval.json)
+    and nothing else; returns the page, or None when OUTDIR has no report.html with that section."""
+    out = Path(outdir)
+    path = out / "report.html"
+    if not path.is_file():
+        return None
+    html = path.read_text(encoding="utf-8")
+    start, end = html.find(EVAL_BEGIN), html.find(EVAL_END)
+    if start < 0 or end < start:
+        return None
+    outputs.check_replace(path)
+    outputs.write_text(path, html[:start] + evaluation_section(out, extra) + html[end + len(EVAL_END) :], True)
+    return path
 
 
 # ---- dataset card --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Trainer hand-off: a LLaMA-Factory training YAML (SFT / DPO / KTO / PT with LoRA) and a TRL script
-written next to a run's outputs, pointing at them, so training starts with one command:
+written next to a run's outputs, pointing at them (for TRL at a copy in its columns under OUTDIR/trl/
+when the run wrote another format), so training starts with one command:
 
     llamafactory-cli train OUTDIR/train_llamafactory.yaml
     python OUTDIR/train_trl.py
@@ -25,7 +26,7 @@ Stage = Literal["sft", "dpo", "kto", "pt"]
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 TRAINERS = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "kto": "KTOTrainer", "pt": "SFTTrainer"}
 CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig", "pt": "SFTConfig"}
-TRL_FORMAT = {"sft": "messages", "dpo": "trl", "kto": "messages", "pt": "pretrain"}
+TRL_FORMAT = {"sft": "messages", "dpo": "trl", "kto": "trl", "pt": "pretrain"}
 
 
 def detect_stage(entry: dict[str, Any]) -> Stage:
@@ -72,7 +73,7 @@ def llamafactory_yaml(
         "learning_rate": 5.0e-6 if stage in ("dpo", "kto") else 1.0e-4,
         "num_train_epochs": 3.0,
         "lr_scheduler_type": "cosine",
-        "warmup_ratio": 0.1,
+        "warmup_steps": 0.1,  # a ratio: transformers 5.2 removed warmup_ratio (LLaMA-Factory 0.9.5 runs on ≤ 5.6)
         "bf16": True,
     }
     if eval_name:
@@ -80,25 +81,50 @@ def llamafactory_yaml(
     return cfg
 
 
+def trl_data(outdir: Path, data_files: list[str], stage: Stage, overwrite: bool = False) -> list[str]:
+    """The data files in the form TRL reads (``TRL_FORMAT``), relative to ``outdir``: each file as it is when
+    it has that form, else a copy converted into ``outdir/trl/`` — TRL renames sharegpt's ``from``/``value``
+    keys but keeps its ``human``/``gpt`` roles, which no chat template knows, and reads no alpaca columns."""
+    from datamill.convert import convert
+    from datamill.dataset import read_with_format
+
+    target = TRL_FORMAT[stage]
+    made = []
+    for name in data_files:
+        fmt, _ = read_with_format(outdir / name)
+        if fmt is not None and fmt.name == target:
+            made.append(name)
+            continue
+        copy = Path("trl") / f"{Path(name).name.split('.')[0]}.jsonl"
+        convert(outdir / name, outdir / copy, target, register=False, overwrite=overwrite)
+        made.append(str(copy))
+    return made
+
+
 def trl_script(data_files: list[str], outdir: Path, stage: Stage, model: str, cutoff_len: int) -> str:
     files = [str((outdir / f).resolve()) for f in data_files]
     trainer, config = TRAINERS[stage], CONFIGS[stage]
+    batch = 2 if stage == "kto" else 1
     return f'''"""TRL {stage.upper()} with LoRA on the datamill output in {outdir.resolve()}.
 
-TRL reads conversational "messages" (SFT, KTO with a "label" column), "prompt"/"chosen"/"rejected"
-(DPO) or "text" (pretraining). If the files below are in another format, convert them first:
-    datamill convert IN OUT.jsonl --to {TRL_FORMAT[stage]}
+TRL reads conversational "messages" (SFT), "prompt"/"chosen"/"rejected" (DPO), "prompt"/"completion"/
+"label" (KTO) or "text" (pretraining): `datamill handoff` converted the run's files into that form (trl/)
+where they were in another.
 """
 
+import torch
 from datasets import load_dataset
 from peft import LoraConfig
 from trl import {config}, {trainer}
 
+gpu = torch.cuda.is_available()
 dataset = load_dataset("json", data_files={json.dumps(files)}, split="train")
 args = {config}(
     output_dir="saves/trl-{stage}",
-    per_device_train_batch_size=1,
-    gradient_accumulation_steps=8,
+    bf16=gpu and torch.cuda.is_bf16_supported(),  # else float32; on a machine without a GPU, the CPU
+    use_cpu=not gpu,
+    per_device_train_batch_size={batch},  # KTO needs 2+: its KL term compares answers within a batch
+    gradient_accumulation_steps={8 // batch},
     learning_rate={"5e-6" if stage in ("dpo", "kto") else "1e-4"},
     num_train_epochs=3,
     max_length={cutoff_len},
@@ -144,7 +170,8 @@ def write_handoff(
     for path in (lf_path, trl_path):
         outputs.check_replace(path, overwrite)
     outputs.write_text(lf_path, header + yaml.safe_dump(lf, sort_keys=False, allow_unicode=True), overwrite)
-    outputs.write_text(trl_path, trl_script(data_files, out, stage, model, cutoff_len), overwrite)
+    trl_files = trl_data(out, data_files, stage, overwrite)
+    outputs.write_text(trl_path, trl_script(trl_files, out, stage, model, cutoff_len), overwrite)
     return lf_path, trl_path
 
 

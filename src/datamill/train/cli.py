@@ -84,7 +84,12 @@ def train_command(
         result = train(data, run_dir, config, overwrite=overwrite)
     except (DatamillError, OSError) as e:
         _fail(str(e))
-    info = result.info
+    _print_train(result)
+
+
+def _print_train(result) -> None:
+    info, run_dir = result.info, result.run_dir
+    stage, method = info["config"]["stage"], info["config"]["method"]
     if result.up_to_date:
         out.print(f"[green]up to date[/]: {escape(str(run_dir))} already holds this finished run; nothing to do")
     table = Table(show_header=False, title=f"{stage} · {method}")
@@ -127,6 +132,13 @@ def eval_command(
     ] = None,
     judge_model: Annotated[str | None, typer.Option(help="the endpoint's model name for --judge URL")] = None,
     judge_key_env: Annotated[str | None, typer.Option(help="env var holding the endpoint's API key")] = None,
+    lm_eval: Annotated[
+        str | None,
+        typer.Option("--lm-eval", help="lm-evaluation-harness tasks (comma-separated), on the base and the adapter"),
+    ] = None,
+    lm_eval_include: Annotated[
+        list[str] | None, typer.Option("--lm-eval-include", help="folder of those task YAMLs (local data files)")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an eval.json datamill did not write.")] = False,
 ) -> None:
     """Held-out loss and perplexity (answer tokens), and exact match (GSM8K ####) / ROUGE-L of greedy answers."""
@@ -134,9 +146,13 @@ def eval_command(
     from datamill.io import outputs
     from datamill.train.evaluate import EvalConfig, evaluate
 
+    if lm_eval_include and not lm_eval:
+        _fail("--lm-eval-include names where the --lm-eval TASKS are; give the tasks too")
     target = Path(out_path) if out_path else (Path(adapter) if adapter else Path(".")) / "eval.json"
     config = EvalConfig(model, adapter, from_, limit, cutoff_len, max_new_tokens, batch_size, generate)
     config.judge, config.judge_model, config.judge_key_env = judge, judge_model, judge_key_env
+    config.lm_eval = [t.strip() for t in lm_eval.split(",") if t.strip()] if lm_eval else None
+    config.lm_eval_include = lm_eval_include
     try:
         outputs.check_replace(target, overwrite)
         with err.status("evaluating"):
@@ -144,6 +160,10 @@ def eval_command(
         outputs.write_text(target, json.dumps(result, ensure_ascii=False, indent=2) + "\n", overwrite)
     except (DatamillError, OSError) as e:
         _fail(str(e))
+    _print_eval(result, target)
+
+
+def _print_eval(result: dict, target: Path) -> None:
     table = Table(show_header=False, title="eval")
     table.add_row("model", escape(result["model"] + (f" + {result['adapter']}" if result["adapter"] else "")))
     loss = result["loss"]
@@ -162,5 +182,60 @@ def eval_command(
             "judge vs base",
             f"{j['wins']} wins, {j['ties']} ties, {j['losses']} losses of {j['judged']} ({j['method']}, both orders)",
         )
+    for task, scored in result.get("lm_eval", {}).get("tasks", {}).items():
+        for metric, value in scored.get("base", {}).items():
+            tuned = scored.get("tuned", {}).get(metric)
+            shown = f"{value:.4g} base" + (f" → {tuned:.4g} tuned" if tuned is not None else "")
+            table.add_row(escape(f"lm-eval {task}"), escape(f"{metric}: {shown}"))
     table.add_row("saved", escape(str(target)))
     out.print(table)
+
+
+def ablate_command(
+    config: Annotated[Path, typer.Argument(help="ablation YAML: train:, eval: (data: the held-out set) and arms:")],
+    out_dir: Annotated[
+        str | None, typer.Option("-o", "--out", help="output folder (default: the file's output:)")
+    ] = None,
+) -> None:
+    """Train the same config on every arm's data, score all on one held-out set: OUT/ablate.json + ablate.html
+    (rerun to resume a kill: finished arms are not retrained)."""
+    _quiet()
+    from datamill.train.ablate import ablate, columns, load
+
+    try:
+        ablation = load(config, out_dir)
+        result = ablate(ablation, note=lambda line: err.print(escape(line), highlight=False))
+    except (DatamillError, OSError) as e:
+        _fail(str(e))
+    cols = columns(result)
+    table = Table(*(heading for heading, _ in cols), title=f"ablation {result['name']}")
+    for arm in result["arms"]:
+        table.add_row(*(escape(cell(arm)) for _, cell in cols))
+    out.print(table)
+    out.print(escape(f"lowest held-out loss: {result['best']}; saved {ablation.output}/ablate.json, ablate.html"))
+
+
+def run_recipe_blocks(recipe, outdir: Path) -> None:
+    """A recipe's ``train:`` (and ``eval:``) blocks, after ``datamill run`` wrote OUTDIR."""
+    _quiet()
+    from datamill.train.blocks import run_after
+
+    err.print(escape(f"training on {outdir} (the recipe's train: block)"), highlight=False)
+    try:
+        result, report, reused = run_after(recipe.train, recipe.eval, outdir, Path(recipe.source).parent, recipe.seed)
+    except (DatamillError, OSError) as e:
+        _fail(recipe.scrub(str(e)))
+    _print_train(result)
+    if reused:
+        out.print(f"[green]up to date[/]: {escape(str(result.run_dir))}/eval.json already holds this evaluation")
+    if report is not None:
+        _print_eval(report, result.run_dir / "eval.json")
+        from datamill.report.build import refresh_evaluation
+
+        try:
+            page = refresh_evaluation(outdir, (result.run_dir / "eval.json",))
+        except (DatamillError, OSError) as e:  # a report.html edited since the run: left as it is
+            err.print(escape(f"note: report.html not updated with the evaluation: {e}"), highlight=False)
+        else:
+            if page is not None:
+                out.print(escape(f"{page}: evaluation section updated"), soft_wrap=True)

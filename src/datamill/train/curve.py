@@ -1,5 +1,6 @@
 """The loss curve of a run as a standalone SVG (same no-JavaScript style and palette as the report's charts):
-training loss per logged step, and the held-out loss as a dashed line when there is one."""
+training loss per logged step — one line per arm for an ablation — and the held-out loss as a dashed line
+when there is one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ def loss_svg(
     height: int = 260,
 ) -> str:
     """``points``: (step, loss) pairs in step order."""
+    return curves_svg([("train loss", points)], heldout, title, width, height)
+
+
+def curves_svg(
+    series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    heldout: float | None = None,
+    title: str = "",
+    width: int = 640,
+    height: int = 260,
+) -> str:
+    """One training-loss line per (label, points) on shared axes — an ablation's arms side by side — with a
+    legend when there are several."""
     left, right, top, bottom = 56, 16, 28, 36
     plot_w, plot_h = width - left - right, height - top - bottom
     head = (
@@ -24,6 +37,7 @@ def loss_svg(
         'font-family="sans-serif">'
     )
     parts = [head, f'<text x="{left}" y="18" font-size="13">{escape(title)}</text>']
+    points = [p for _, pts in series for p in pts]
     if not points:
         parts.append(f'<text x="{left}" y="{top + plot_h / 2}" font-size="12">no loss logged</text></svg>')
         return "".join(parts)
@@ -50,11 +64,18 @@ def loss_svg(
         parts.append(f'<text x="{x(step):.1f}" y="{height - 20}" font-size="11" text-anchor="middle">{step:g}</text>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" font-size="11" text-anchor="middle">step</text>')
     parts.append(f'<text x="{left - 6}" y="{top - 4}" font-size="11" text-anchor="end">loss</text>')
-    line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
-    parts.append(
-        f'<polyline points="{line}" fill="none" stroke="{PALETTE[0]}" stroke-width="1.5">'
-        "<title>train loss</title></polyline>"
-    )
+    for i, (label, pts) in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in pts)
+        parts.append(
+            f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="1.5">'
+            f"<title>{escape(label)}</title></polyline>"
+        )
+        if len(series) > 1:
+            parts.append(
+                f'<text x="{left + plot_w}" y="{top + 12 + 14 * i}" font-size="11" text-anchor="end" '
+                f'fill="{color}">{escape(label)}</text>'
+            )
     if heldout is not None:
         parts.append(
             f'<line x1="{left}" y1="{y(heldout):.1f}" x2="{left + plot_w}" y2="{y(heldout):.1f}" stroke="{PALETTE[1]}" '

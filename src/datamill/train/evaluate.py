@@ -8,12 +8,15 @@ with the generation prompt, then for prompt + answer; what the second adds is th
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import ConfigDict
 
 from datamill.errors import DatamillError
 from datamill.record import Record
@@ -24,6 +27,8 @@ from datamill.train.run import versions
 
 @dataclass
 class EvalConfig:
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a recipe's eval: block is checked against the fields
+
     model: str | None = None  # the base; None: the adapter run's base, else the embedded model
     adapter: str | None = None  # a RUN folder of `datamill train`
     fmt: str | None = None
@@ -35,6 +40,8 @@ class EvalConfig:
     judge: str | None = None  # embedded | an endpoint's base URL: win rate of the adapter against its base
     judge_model: str | None = None
     judge_key_env: str | None = None
+    lm_eval: list[str] | None = None  # lm-evaluation-harness task names, on the base and with the adapter
+    lm_eval_include: list[str] | None = None  # the folders holding those task YAMLs (local data only)
 
 
 @dataclass
@@ -164,6 +171,10 @@ def evaluate(data_path: str | Path, config: EvalConfig) -> dict[str, Any]:
     base, adapter = locate(config.model, config.adapter)
     if config.judge and adapter is None:
         raise DatamillError("--judge compares an adapter with its base: give --adapter RUN (a lora/prompt/prefix run)")
+    if config.lm_eval:  # the task files are checked before any model loads
+        from datamill.train import harness
+
+        tasks = harness.task_configs(config.lm_eval, config.lm_eval_include or [])
     files = data.data_files(data_path, "heldout")
     recs, seen, bad = data.records(files, config.fmt, config.limit)
     made = [(rec, it) for rec in recs if (it := item(rec)) is not None]
@@ -222,7 +233,29 @@ def evaluate(data_path: str | Path, config: EvalConfig) -> dict[str, Any]:
         if config.judge:
             result["judge"] = _judge_against_base(model, tokenizer, asked, outputs, samples, config, device.name)
         result["samples"] = samples
+    if config.lm_eval:  # lm-eval loads the models itself: this copy goes first
+        del model
+        gc.collect()
+        pairs = _harness_models(config, base, adapter, device)
+        include = config.lm_eval_include or []
+        result["lm_eval"] = harness.run(
+            config.lm_eval, include, tasks, pairs, limit=config.limit, batch_size=config.batch_size
+        )
     return result
+
+
+def _harness_models(config: EvalConfig, base: str, adapter: str | None, device: Any) -> list[tuple[str, dict]]:
+    """lm-eval ``hf`` model args for the ``base`` and, when there is one, the ``tuned`` model: base + adapter, or a
+    fully fine-tuned RUN against the base its train.json names."""
+    common = {"device": device.name, "dtype": str(device.dtype).removeprefix("torch.")}
+    if adapter is not None:
+        tuned = {"pretrained": base, "peft": adapter, "tokenizer": adapter}
+        return [("base", {**common, "pretrained": base}), ("tuned", {**common, **tuned})]
+    info = Path(config.adapter or "") / "train.json"
+    if config.adapter and info.is_file():  # a full run: ``base`` is the RUN itself, trained from train.json's model
+        trained_on = models.resolve(json.loads(info.read_text(encoding="utf-8")).get("model"))
+        return [("base", {**common, "pretrained": trained_on}), ("tuned", {**common, "pretrained": base})]
+    return [("base", {**common, "pretrained": base})]
 
 
 def _judge_against_base(

@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict
+
 from datamill import __version__
 from datamill.errors import DatamillError
 from datamill.io import outputs
@@ -37,6 +39,8 @@ EXTENDABLE = {"epochs", "max_steps", "save_steps", "logging_steps"}  # may chang
 @dataclass
 class TrainConfig:
     """What a run is; everything here but ``EXTENDABLE`` must match for a rerun to resume."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a recipe's train: block is checked against the fields
 
     stage: str = "sft"
     method: str = "lora"
@@ -119,8 +123,11 @@ def _identity(config: TrainConfig, model_path: str, fingerprint: str) -> dict[st
     return {**kept, "model": model_path, "data_sha256": fingerprint}
 
 
-def _check_run_dir(run_dir: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-    """The earlier train.json of this same run (None for a fresh RUN); refuses another run's folder."""
+def _check_run_dir(
+    run_dir: Path, identity: dict[str, Any], overwrite: bool, restart: bool = False
+) -> dict[str, Any] | None:
+    """The earlier train.json of this same run (None for a fresh RUN); refuses another run's folder, or with
+    ``restart`` (a recipe's or an ablation's own RUN, whose data was rebuilt) starts it over."""
     outputs.refuse_unsafe(run_dir)
     info_path = run_dir / "train.json"
     if not run_dir.exists() or not any(run_dir.iterdir()):
@@ -137,6 +144,9 @@ def _check_run_dir(run_dir: Path, identity: dict[str, Any], overwrite: bool) -> 
     changed = {
         k: (old.get("identity", {}).get(k), v) for k, v in identity.items() if old.get("identity", {}).get(k) != v
     }
+    if changed and restart:
+        shutil.rmtree(run_dir)
+        return None
     if changed:
         what = "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items())
         raise DatamillError(f"{run_dir} holds another run ({what}); choose another -o, or --overwrite to start over")
@@ -214,6 +224,7 @@ def train(
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
+    restart: bool = False,
 ) -> TrainResult:
     """Train ``config`` on ``data_path`` into ``run_dir`` (resuming a killed run there); see the module doc."""
     config.check()
@@ -232,7 +243,7 @@ def train(
     run_dir = Path(run_dir)
     summary = train_data.summary()
     identity = _identity(config, model_path, summary["sha256"])
-    old = _check_run_dir(run_dir, identity, overwrite)
+    old = _check_run_dir(run_dir, identity, overwrite, restart)
     total = _steps(config, len(train_data.rows))
     if old and old.get("finished") and old.get("global_step") == total:
         return TrainResult(run_dir, old, up_to_date=True, losses=old.get("losses", []))
