@@ -309,10 +309,17 @@ def test_a_named_benchmark_that_is_missing_fails_the_run(tmp_path):
 
 
 def synthesis_recipes() -> dict[str, recipes.Recipe]:
-    """Every shipped recipe with a step that makes records or calls an LLM."""
+    """Every shipped recipe with a step that makes records or calls an LLM (its steps: a shipped sample stands
+    in for inputs that only ../shared/data has, as on a public clone)."""
     found = {}
+    sample = [str(ROOT / "examples" / "alpaca_en_sample.json")]
     for path in sorted((ROOT / "recipes").glob("*.yaml")):
-        r = recipes.load(path)
+        try:
+            r = recipes.load(path)
+        except recipes.RecipeError as e:
+            if "no readable file among the inputs" not in str(e):
+                raise
+            r = recipes.load(path, inputs=sample)
         if any(writes_text(s) for s in r.steps):
             found[path.stem] = r
     return found
