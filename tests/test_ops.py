@@ -38,6 +38,28 @@ def test_count_words_counts_cjk_characters_and_latin_words():
     assert count_words("用 Python 写代码") == 5
 
 
+def test_count_words_matches_finding_every_word():
+    """The one-pass count equals the definition: every CJK character, and every other non-space run."""
+    import random
+    import re
+
+    word = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+    alphabet = list("aZ9, \n\t\u3000\xa0你好\u3400\u9fff\uf900éー🙂")
+    rng = random.Random(7)
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert count_words(text) == len(word.findall(text)), repr(text)
+
+
+def test_length_filter_in_words_skips_counting_only_where_the_length_decides():
+    f = make("length_filter", unit="words", min=3, max=4)
+    assert f.reason(Record(text="你好")) == "all shorter than 3 words"  # 2 characters: at most 2 words
+    assert f.reason(Record(text="one two")) == "all shorter than 3 words"  # 7 characters, still counted
+    assert f.reason(Record(text="一二三四")) is None
+    assert f.reason(Record(text="一二三四五")) == "all longer than 4 words"
+    assert make("length_filter", unit="words", max=4).reason(Record(text="a b c d e")) == "all longer than 4 words"
+
+
 def test_length_filter_bounds_and_reasons():
     f = make("length_filter", part="answer", unit="words", min=2, max=5)
     assert f.reason(sft("q", "好的")) is None

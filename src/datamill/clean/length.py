@@ -26,7 +26,9 @@ class LengthFilter(Filter):
     def reason(self, record: Record) -> str | None:
         c = self.config
         text = record.part(c.part)
-        n = len(text) if c.unit == "chars" else count_words(text)
+        n = len(text)
+        if c.unit == "words" and n >= c.min and (c.min > 0 or (c.max is not None and n > c.max)):
+            n = count_words(text)  # only when it can matter: a text has at most as many words as characters
         if n < c.min:
             return f"{c.part} shorter than {c.min} {c.unit}"
         if c.max is not None and n > c.max:
