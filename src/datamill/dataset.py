@@ -130,7 +130,8 @@ class DatasetWriter:
 
     Media paths are rewritten so they open from the output's folder: ``media_paths`` ``relative``
     (to that folder), ``absolute`` or ``keep`` (as read); ``copy_media`` also copies the files into
-    ``NAME_media/`` beside the output (see :mod:`datamill.media`)."""
+    ``NAME_media/`` beside the output (see :mod:`datamill.media`); ``media_base`` names the output they
+    open from when this file is only a part of it."""
 
     def __init__(
         self,
@@ -142,6 +143,7 @@ class DatasetWriter:
         overwrite: bool = False,
         media_paths: str = "relative",
         copy_media: bool = False,
+        media_base: Path | None = None,
     ):
         self.path = Path(path)
         self.format = formats.get(fmt) if isinstance(fmt, str) else fmt
@@ -163,7 +165,8 @@ class DatasetWriter:
             )
         try:
             keep = media_paths == "keep" and not copy_media
-            self.media = None if keep else MediaPlacer(self.path, media_paths, copy_media, self.name, overwrite)
+            base = media_base or self.path  # the file whose folder media paths open from
+            self.media = None if keep else MediaPlacer(base, media_paths, copy_media, self.name, overwrite)
         except BaseException:
             self.rows.abort()
             raise
@@ -176,8 +179,9 @@ class DatasetWriter:
     def count(self) -> int:
         return self.rows.count
 
-    def write(self, rec: Record) -> None:
-        """Raises ``CannotExpress`` when the format cannot hold the record; nothing is written then."""
+    def write(self, rec: Record) -> dict[str, Any]:
+        """The row written for ``rec``. Raises ``CannotExpress`` when the format cannot hold the record;
+        nothing is written then."""
         row = output_row(self.format, self.csv, rec)
         if self.media is not None and (rec.images or rec.videos or rec.audios):
             rec = self.media.place(rec)  # after the checks, so a record that is refused copies nothing
@@ -190,6 +194,15 @@ class DatasetWriter:
         for m in rec.messages:
             self.roles.add(m.role)
         self.ranking = self.ranking or rec.kind == "preference"
+        return row
+
+    def write_line(self, line: bytes, columns: list[str], roles: list[str], ranking: bool) -> None:
+        """A row this writer's format already serialized (an output piece a worker wrote, see
+        :mod:`datamill.pipeline.pieces`), with the columns and roles it holds."""
+        self.rows.write_line(line)
+        self.columns.update(columns)
+        self.roles.update(roles)
+        self.ranking = self.ranking or ranking
 
     def commit(self) -> None:
         self.rows.commit()

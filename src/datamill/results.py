@@ -21,3 +21,8 @@ class Generated:
     made candidate with a reason (it then counts as generated and dropped)."""
 
     record: Record | Drop
+
+
+def drop_entry(rec: Record, step: int, op: str, reason: str) -> dict:
+    """A dropped.jsonl line: the record, which step dropped it and why."""
+    return {"id": rec.id, "step": step, "op": op, "reason": reason, "record": rec.to_dict()}

@@ -29,7 +29,7 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _dumps(row: Any) -> bytes:
+def dumps_row(row: Any) -> bytes:
     return orjson.dumps(row, default=json_value, option=orjson.OPT_NON_STR_KEYS)
 
 
@@ -88,7 +88,7 @@ class JsonlWriter(RowWriter):
         self.f: IO[bytes] = gzip.open(self.tmp, "wb") if path.suffix == ".gz" else open(self.tmp, "wb")
 
     def write(self, row: dict[str, Any]) -> None:
-        self.f.write(_dumps(row) + b"\n")
+        self.f.write(dumps_row(row) + b"\n")
         self.count += 1
 
     def write_line(self, line: bytes) -> None:
@@ -154,7 +154,7 @@ class SpooledWriter(RowWriter):
         for k in row:
             if k not in self.columns:
                 self.columns[k] = None
-        self.f.write(_dumps(row) + b"\n")
+        self.f.write(dumps_row(row) + b"\n")
         self.count += 1
 
     def _spooled_batches(self):

@@ -26,8 +26,9 @@ from datamill.errors import DatamillError, RecordError
 from datamill.io.writers import JsonlWriter
 from datamill.llm import LLMClient, LLMError, StructuredOutputError
 from datamill.ops.base import Filter, Generator, Mapper, Op, OpContext
+from datamill.pipeline.pieces import OutputSpec, PieceWriter
 from datamill.record import Record
-from datamill.results import Drop
+from datamill.results import Drop, drop_entry
 from datamill.trace import lineage
 
 # One input row: (file index, format name, line or None, index in file, parsed row or None, error, raw)
@@ -47,6 +48,8 @@ class ChunkTask:
     source: str | None = None  # later stages: the previous stage's chunk file
     run: str = ""  # the run's fingerprint, kept in the chunk's stats: a resume reuses only its own chunks
     trace: str = "changes"  # output.trace: how much of a rewritten field meta.lineage keeps (changes | full)
+    output: OutputSpec | None = None  # the last stage: write the kept records as output pieces (pieces.py)
+    records: bool = True  # write the kept records as a chunk file (the next stage or the report reads it)
 
 
 def chunk_name(chunk: int) -> str:
@@ -110,10 +113,11 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     stage_dir = Path(task.stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     name = chunk_name(task.chunk)
-    kept = JsonlWriter(stage_dir / f"{name}.jsonl")
+    kept = JsonlWriter(stage_dir / f"{name}.jsonl") if task.records else None
     dropped = JsonlWriter(stage_dir / f"{name}.dropped.jsonl")
     quarantine = JsonlWriter(stage_dir / f"{name}.quarantine.jsonl")
-    writers = (kept, dropped, quarantine)
+    output = PieceWriter(task.output, stage_dir, name) if task.output is not None else None
+    writers = [w for w in (kept, dropped, quarantine, output) if w is not None]
     try:
         if task.source is None:
             records = _records_from_rows(task, quarantine)
@@ -126,7 +130,10 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
             records, stats = _apply(op, index, records, dropped, task.trace == "full", task.chunk)
             step_stats.append(stats)
         for rec in records:
-            kept.write(rec.to_dict())
+            if kept is not None:
+                kept.write(rec.to_dict())
+            if output is not None:
+                output.write(rec)  # after the chunk file: it takes meta.lineage out of the record
         for w in writers:
             w.commit()
     except BaseException:
@@ -138,9 +145,11 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         "run": task.run,
         "input": n_in,
         "quarantined": quarantine.count,
-        "kept": kept.count,
+        "kept": len(records),
         "steps": step_stats,
     }
+    if output is not None:
+        stats["output"] = output.stats()
     _write_atomic(stats_path(stage_dir, task.chunk), orjson.dumps(stats))
     return stats
 
@@ -248,10 +257,6 @@ def _settle(
     if not seen:
         raise DatamillError(f"step {index} ({op.name}) neither kept nor dropped record {rec.id}")
     return made
-
-
-def drop_entry(rec: Record, step: int, op: str, reason: str) -> dict[str, Any]:
-    return {"id": rec.id, "step": step, "op": op, "reason": reason, "record": rec.to_dict()}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

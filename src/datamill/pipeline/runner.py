@@ -34,17 +34,18 @@ import yaml
 
 from datamill import __version__, dataset_info, formats, ingest, ops
 from datamill.dataset import DatasetWriter, detect_format
-from datamill.errors import CannotExpress, DatamillError, FileError
+from datamill.errors import DatamillError, FileError
 from datamill.io import outputs
 from datamill.io.readers import RawRow, iter_rows
 from datamill.io.writers import JsonlWriter
 from datamill.ops.base import OpContext
-from datamill.pipeline import executors
-from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, drop_entry, read_chunk, run_chunk, stats_path
+from datamill.pipeline import executors, pieces
+from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, read_chunk, run_chunk, stats_path
+from datamill.pipeline.pieces import OutputSpec
 from datamill.pipeline.recipe import Recipe, Step
 from datamill.record import Record
 from datamill.report.build import Pass, chunk_records
-from datamill.results import Drop, Generated
+from datamill.results import Drop, Generated, drop_entry
 from datamill.trace import lineage
 
 WORK = ".datamill-work"
@@ -281,6 +282,11 @@ class Runner:
             run=self.fingerprint,
             trace=self.recipe.output.trace,
         )
+        if self._joins_pieces(stage):  # the last stage's workers write the output rows themselves
+            out = self.recipe.output
+            at = len(self.recipe.steps)  # the output's step number
+            common["output"] = OutputSpec(out.format, str(self.outdir), out.split_key, out.media_paths, at)
+            common["records"] = out.report  # the report's pass reads the kept records
         if stage.index == 0:
             files = [str(f.path) for f in self.recipe.inputs]
             for i, rows in enumerate(self._input_chunks()):
@@ -291,6 +297,10 @@ class Runner:
             for i in range(self._chunk_count(self.stages[stage.index - 1])):
                 if not self._chunk_done(sdir, i):
                     yield ChunkTask(chunk=i, source=str(prev / f"{chunk_name(i)}.jsonl"), **common)
+
+    def _joins_pieces(self, stage: Stage) -> bool:
+        """Whether the shards are joined from output pieces the last stage's workers wrote (pieces.py)."""
+        return stage is self.stages[-1] and stage.kind == "chunks" and pieces.can_join(self.recipe.output.container)
 
     def _chunk_done(self, sdir: Path, chunk: int) -> bool:
         """A chunk is reused only when its stats file says this very run (recipe + inputs) made it."""
@@ -577,7 +587,6 @@ class Runner:
         with its meta, in ``lineage_out`` (``meta.lineage`` moves there, out of the data row)."""
         out = self.recipe.output
         total = sum(s["kept"] for s in self._stage_stats(last))
-        records = (rec for path in self._last_chunks(last) for rec in read_chunk(path))
         shards: list[Shard] = []
         open_by_split: dict[str | None, DatasetWriter] = {}
         made: Counter[str | None] = Counter()
@@ -598,20 +607,12 @@ class Runner:
 
         self.progress("write", 0, total)
         try:
-            for n, rec in enumerate(records, 1):
-                split = rec.meta.get(out.split_key)
-                writer = writer_for(split if isinstance(split, str) and split else None)
-                changes = rec.meta.pop(lineage.KEY, None)
-                try:
-                    writer.write(rec)
-                    row = {"id": rec.id, "file": writer.path.name, "row": writer.count - 1, "meta": rec.meta}
-                    lineage_out.write(row | ({lineage.KEY: changes} if changes else {}))
-                except CannotExpress as e:
-                    if changes:
-                        rec.meta[lineage.KEY] = changes
-                    reason = f"{out.format} cannot hold it: {e}"
-                    output_drops[reason] += 1
-                    dropped.write(drop_entry(rec, len(self.recipe.steps), "output", reason))
+            if self._joins_pieces(last):
+                rows = self._joined_rows(last, writer_for, dropped, output_drops)
+            else:  # other containers, or a global last step: the records, converted here
+                rows = self._converted_rows(last, writer_for, dropped, output_drops)
+            for n, (file, row, line) in enumerate(rows, 1):
+                lineage_out.write_line(pieces.lineage_line(line, file, row))
                 if n % 5000 == 0:
                     self.progress("write", n, total)
             self.progress("write", total, total)
@@ -626,6 +627,46 @@ class Runner:
                 w.abort()
             raise
         return shards
+
+    def _joined_rows(
+        self,
+        last: Stage,
+        writer_for: Callable[[str | None], DatasetWriter],
+        dropped: JsonlWriter,
+        output_drops: Counter[str],
+    ):
+        """The output pieces of the last stage's chunks, in chunk order, joined line by line into the shards
+        (and the records the format could not hold into ``dropped``); yields (data file, row, lineage line)."""
+        sdir = self.stage_dir(last)
+        for stats in self._stage_stats(last):
+            name = chunk_name(stats["chunk"])
+            for k, piece in enumerate(stats["output"]["pieces"]):
+                sigs = piece["sigs"]
+                for data, line, sig in pieces.piece_rows(sdir, name, k, piece):
+                    writer = writer_for(piece["split"])
+                    writer.write_line(data, *sigs[sig])
+                    yield writer.path.name, writer.count - 1, line
+            _copy_lines(pieces.outdrops_path(sdir, name), dropped)
+            output_drops.update(stats["output"]["dropped"])
+
+    def _converted_rows(
+        self,
+        last: Stage,
+        writer_for: Callable[[str | None], DatasetWriter],
+        dropped: JsonlWriter,
+        output_drops: Counter[str],
+    ):
+        """The kept records of the last stage's chunk files written into the shards here, one by one."""
+        out = self.recipe.output
+        drops: dict[str, int] = {}
+        for path in self._last_chunks(last):
+            for rec in read_chunk(path):
+                split = rec.meta.get(out.split_key)
+                writer = writer_for(split if isinstance(split, str) and split else None)
+                written = pieces.write_or_drop(rec, writer, dropped, drops, len(self.recipe.steps))
+                if written is not None:
+                    yield writer.path.name, writer.count - 1, written[1]
+        output_drops.update(drops)
 
     def _stats(self, output_drops: Counter[str], n_shards: int) -> dict[str, Any]:
         stage0 = self._stage_stats(self.stages[0])
