@@ -204,6 +204,15 @@ class DatasetWriter:
         self.roles.update(roles)
         self.ranking = self.ranking or ranking
 
+    def write_piece(self, path: Path, rows: int, signatures: list[tuple[list[str], list[str], bool]]) -> None:
+        """A whole output piece (``rows`` lines of this format), copied in bulk; ``signatures`` are the
+        (columns, roles, ranking) its rows hold."""
+        self.rows.copy_lines(path, rows)
+        for columns, roles, ranking in signatures:
+            self.columns.update(columns)
+            self.roles.update(roles)
+            self.ranking = self.ranking or ranking
+
     def commit(self) -> None:
         self.rows.commit()
         if self.media is not None:

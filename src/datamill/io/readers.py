@@ -103,7 +103,7 @@ def _rows(path: Path, encoding: str | None) -> Iterator[RawRow]:
         yield from _parquet_rows(path)
         return
     limit = max_record_bytes()
-    enc = encoding or _sniff(path)
+    enc = encoding_of(path, encoding)
     if container == "jsonl":
         yield from _jsonl_rows(path, enc, limit, guessed=encoding is None)
     elif container == "json":
@@ -173,6 +173,11 @@ def _open_binary(path: Path) -> IO[bytes]:
     return io.BufferedReader(_Gunzip(path), 1 << 16) if _is_gz(path) else open(path, "rb")
 
 
+def encoding_of(path: Path, encoding: str | None = None) -> str:
+    """The encoding ``iter_rows`` reads a text file in: the one given, else the one its start shows."""
+    return encoding or _sniff(path)
+
+
 def _sniff(path: Path) -> str:
     with _open_binary(path) as f:
         return sniff_bytes(f.read(1 << 16))
@@ -182,13 +187,12 @@ def _open_text(path: Path, enc: str) -> IO[str]:
     return io.TextIOWrapper(_open_binary(path), encoding=enc, errors="datamill-mark", newline="")
 
 
-def _lines(f: IO, limit: int) -> Iterator[tuple[int, Any]]:
-    """(line number, line) for each line; a line over ``limit`` comes as its size (an int) instead,
-    read in pieces and dropped, never held whole."""
+def _lines(f: IO, limit: int, lineno: int = 0) -> Iterator[tuple[int, Any]]:
+    """(line number, line) for each line, numbered after ``lineno``; a line over ``limit`` comes as its
+    size (an int) instead, read in pieces and dropped, never held whole."""
     if not isinstance(f, io.TextIOBase):
-        yield from _byte_lines(f, limit)
+        yield from _byte_lines(f, limit, lineno)
         return
-    lineno = 0
     while line := f.readline(limit + 1):
         lineno += 1
         if len(line) > limit and not line.endswith("\n"):
@@ -202,9 +206,9 @@ def _lines(f: IO, limit: int) -> Iterator[tuple[int, Any]]:
             yield lineno, line
 
 
-def _byte_lines(f: IO[bytes], limit: int) -> Iterator[tuple[int, Any]]:
+def _byte_lines(f: IO[bytes], limit: int, lineno: int = 0) -> Iterator[tuple[int, Any]]:
     """``_lines`` for bytes, split a block at a time (faster than reading line by line)."""
-    lineno, carry, skipped = 0, b"", 0  # skipped: bytes so far of a line over the limit
+    carry, skipped = b"", 0  # skipped: bytes so far of a line over the limit
     while block := f.read(1 << 20):
         if skipped:
             nl = block.find(b"\n")
@@ -264,9 +268,11 @@ def _jsonl_rows(path: Path, enc: str, limit: int, guessed: bool = False) -> Iter
             yield last
 
 
-def _jsonl_parse(name: str, f: IO, enc: str, limit: int, legacy_guess: bool) -> Iterator[RawRow]:
-    index = 0
-    for lineno, line in _lines(f, limit):
+def _jsonl_parse(
+    name: str, f: IO, enc: str, limit: int, legacy_guess: bool, after_line: int = 0, index: int = 0
+) -> Iterator[RawRow]:
+    """The rows of the lines of ``f``, which start after line ``after_line`` and row ``index`` of the file."""
+    for lineno, line in _lines(f, limit, after_line):
         where = f"{name}:{lineno}"
         if isinstance(line, int):
             yield RawRow(where, lineno, index, None, too_large(line, limit), None)

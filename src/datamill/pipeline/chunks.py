@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ import orjson
 
 from datamill import formats, ops, validate
 from datamill.errors import DatamillError, RecordError
+from datamill.io import spans
+from datamill.io.spans import Span
 from datamill.io.writers import JsonlWriter
 from datamill.llm import LLMClient, LLMError, StructuredOutputError
 from datamill.ops.base import Filter, Generator, Mapper, Op, OpContext
@@ -35,6 +38,19 @@ from datamill.trace import lineage
 InputRow = tuple[int, str, int | None, int, dict[str, Any] | None, str | None, Any]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Stage 0: input rows the worker reads itself, a byte range of one JSON Lines file (io/spans.py)."""
+
+    file: int  # index into ChunkTask.files
+    format: str
+    encoding: str
+    span: Span
+
+
+InputPart = list[InputRow] | Segment  # rows the runner read, or a range of a file for the worker to read
+
+
 @dataclass
 class ChunkTask:
     stage: int
@@ -44,7 +60,7 @@ class ChunkTask:
     work_root: str
     steps: list[tuple[int, str, dict[str, Any]]]  # (step index, op name, options)
     files: list[str] = field(default_factory=list)  # stage 0: input paths, by file index
-    rows: list[InputRow] = field(default_factory=list)  # stage 0: the input rows
+    parts: list[InputPart] = field(default_factory=list)  # stage 0: the input rows, in order
     source: str | None = None  # later stages: the previous stage's chunk file
     run: str = ""  # the run's fingerprint, kept in the chunk's stats: a resume reuses only its own chunks
     trace: str = "changes"  # output.trace: how much of a rewritten field meta.lineage keeps (changes | full)
@@ -81,10 +97,20 @@ def build_ops(steps: list[tuple[int, str, dict[str, Any]]], seed: int, work_root
     return _OPS_CACHE[key]
 
 
-def _records_from_rows(task: ChunkTask, quarantine: JsonlWriter) -> list[Record]:
-    """Stage 0: rows → records; unreadable or invalid rows go to quarantine."""
-    out = []
-    for file_index, fmt_name, line, index, row, error, raw in task.rows:
+def _input_rows(task: ChunkTask) -> Iterator[InputRow]:
+    for part in task.parts:
+        if isinstance(part, Segment):
+            for r in spans.span_rows(Path(task.files[part.file]), part.encoding, part.span):
+                yield (part.file, part.format, r.line, r.index, r.row, r.error, r.raw)
+        else:
+            yield from part
+
+
+def _records_from_rows(task: ChunkTask, quarantine: JsonlWriter) -> tuple[list[Record], int]:
+    """Stage 0: rows → records, and how many rows there were; unreadable or invalid rows go to quarantine."""
+    out, n = [], 0
+    for file_index, fmt_name, line, index, row, error, raw in _input_rows(task):
+        n += 1
         source = task.files[file_index]
         if row is not None:
             try:
@@ -105,7 +131,7 @@ def _records_from_rows(task: ChunkTask, quarantine: JsonlWriter) -> list[Record]
         if line is not None:
             entry["line"] = line
         quarantine.write({**entry, "index": index, "error": error, "raw": raw})
-    return out
+    return out, n
 
 
 def run_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -120,8 +146,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     writers = [w for w in (kept, dropped, quarantine, output) if w is not None]
     try:
         if task.source is None:
-            records = _records_from_rows(task, quarantine)
-            n_in = len(task.rows)
+            records, n_in = _records_from_rows(task, quarantine)
         else:
             records = list(read_chunk(Path(task.source)))
             n_in = len(records)

@@ -113,7 +113,8 @@ def write_or_drop(
     rec: Record, rows: DatasetWriter, drops: JsonlWriter, reasons: dict[str, int], step: int
 ) -> tuple[dict[str, Any], bytes] | None:
     """Write ``rec`` as an output row; returns the row and the record's lineage line (without data file and
-    row). A record the format cannot hold is dropped (into ``drops``, counted in ``reasons``): None."""
+    row, with its line break). A record the format cannot hold is dropped (into ``drops``, counted in
+    ``reasons``): None."""
     changes = rec.meta.pop(lineage.KEY, None)  # meta.lineage goes to lineage.jsonl, not into the data row
     try:
         row = rows.write(rec)
@@ -124,7 +125,7 @@ def write_or_drop(
         reasons[reason] = reasons.get(reason, 0) + 1
         drops.write(drop_entry(rec, step, "output", reason))
         return None
-    return row, dumps_row({"id": rec.id, "meta": rec.meta} | ({lineage.KEY: changes} if changes else {}))
+    return row, dumps_row({"id": rec.id, "meta": rec.meta} | ({lineage.KEY: changes} if changes else {})) + b"\n"
 
 
 def piece_rows(stage_dir: Path, chunk_name: str, k: int, piece: dict[str, Any]):
@@ -138,9 +139,18 @@ def piece_rows(stage_dir: Path, chunk_name: str, k: int, piece: dict[str, Any]):
             yield row, line, row_sigs[j] if row_sigs is not None else 0
 
 
-def lineage_line(line: bytes, file: str, row: int) -> bytes:
-    """A lineage line (``write_or_drop``) with the data file and row the record landed at, after its id
-    (``datamill trace`` finds ids at the start of a line). The first ``,"meta":`` ends the id: inside a
-    JSON string every quote is escaped, so a comma and a quote never follow each other there."""
-    cut = line.index(b',"meta":')
-    return line[:cut] + b',"file":' + orjson.dumps(file) + b',"row":' + str(row).encode() + line[cut:]
+def lineage_piece(stage_dir: Path, chunk_name: str, k: int) -> list[bytes]:
+    return piece_path(stage_dir, chunk_name, "lin", k).read_bytes().splitlines(keepends=True)
+
+
+def lineage_lines(lines: list[bytes], file: str, first: int) -> list[bytes]:
+    """Lineage lines (``write_or_drop``) of consecutive rows of ``file`` from row ``first``, with the data
+    file and row each record landed at, after its id (``datamill trace`` finds ids at the start of a
+    line). The first ``,"meta":`` ends the id: inside a JSON string every quote is escaped, so a comma and
+    a quote never follow each other there."""
+    where = b',"file":' + orjson.dumps(file) + b',"row":'
+    out = []
+    for row, line in enumerate(lines, first):
+        cut = line.index(b',"meta":')
+        out.append(line[:cut] + where + str(row).encode() + line[cut:])
+    return out

@@ -36,11 +36,21 @@ from datamill import __version__, dataset_info, formats, ingest, ops
 from datamill.dataset import DatasetWriter, detect_format
 from datamill.errors import DatamillError, FileError
 from datamill.io import outputs
-from datamill.io.readers import RawRow, iter_rows
+from datamill.io.readers import RawRow, encoding_of, iter_rows
+from datamill.io.spans import Spans, spannable
 from datamill.io.writers import JsonlWriter
 from datamill.ops.base import OpContext
 from datamill.pipeline import executors, pieces
-from datamill.pipeline.chunks import ChunkTask, InputRow, chunk_name, read_chunk, run_chunk, stats_path
+from datamill.pipeline.chunks import (
+    ChunkTask,
+    InputPart,
+    InputRow,
+    Segment,
+    chunk_name,
+    read_chunk,
+    run_chunk,
+    stats_path,
+)
 from datamill.pipeline.pieces import OutputSpec
 from datamill.pipeline.recipe import Recipe, Step
 from datamill.record import Record
@@ -289,9 +299,9 @@ class Runner:
             common["records"] = out.report  # the report's pass reads the kept records
         if stage.index == 0:
             files = [str(f.path) for f in self.recipe.inputs]
-            for i, rows in enumerate(self._input_chunks()):
+            for i, parts in enumerate(self._input_chunks()):
                 if not self._chunk_done(sdir, i):
-                    yield ChunkTask(chunk=i, files=files, rows=rows, **common)
+                    yield ChunkTask(chunk=i, files=files, parts=parts, **common)
         else:
             prev = self.stage_dir(self.stages[stage.index - 1])
             for i in range(self._chunk_count(self.stages[stage.index - 1])):
@@ -311,19 +321,41 @@ class Runner:
         self.resumed += done
         return done
 
-    def _input_chunks(self) -> Iterator[list[InputRow]]:
+    def _input_chunks(self) -> Iterator[list[InputPart]]:
+        """The input in chunks of ``chunk_size`` rows: rows read here, or byte ranges of a JSON Lines file
+        that the worker reads (the planner only counts line breaks)."""
         size = self.recipe.chunk_size
-        rows = self._input_rows()
-        while batch := list(itertools.islice(rows, size)):
-            yield batch
+        parts: list[InputPart] = []
+        room = size
+        for item in self._input_items():
+            if isinstance(item, _SpannedFile):
+                while (span := item.planner.take(room)) is not None:
+                    parts.append(Segment(item.file, item.format, item.encoding, span))
+                    room -= span.rows
+                    if not room:
+                        yield parts
+                        parts, room = [], size
+                continue
+            if not parts or isinstance(parts[-1], Segment):
+                parts.append([])
+            parts[-1].append(item)
+            room -= 1
+            if not room:
+                yield parts
+                parts, room = [], size
+        if parts:
+            yield parts
 
-    def _input_rows(self) -> Iterator[InputRow]:
+    def _input_items(self) -> Iterator[InputRow | _SpannedFile]:
         self.unreadable = list(self.recipe.unreadable)
         for file_index, spec in enumerate(self.recipe.inputs):
             if ingest.is_pipeline_document(spec.path, spec.format):  # PDF, DOCX, HTML …: one row per section
                 rows, fmt = self._document_rows(spec.path, spec.format, spec.options), "datamill"
             else:
                 rows, fmt = self._dataset_rows(spec)
+            if isinstance(rows, Spans):
+                yield _SpannedFile(file_index, fmt, encoding_of(spec.path, spec.encoding), rows)
+                continue
             for r in rows:
                 yield _input_row(file_index, fmt, r)
 
@@ -341,10 +373,11 @@ class Runner:
             else:
                 yield r
 
-    def _dataset_rows(self, spec) -> tuple[Iterator[RawRow], str]:
-        """The rows of a dataset file and its format. A file that is no dataset is read as a document
-        when ingest knows its type, else it is an unreadable file; a file that breaks part-way keeps the
-        rows before the break and counts the rest as an unreadable file part."""
+    def _dataset_rows(self, spec) -> tuple[Iterator[RawRow] | Spans, str]:
+        """The rows of a dataset file (or, for plain JSON Lines, its planner of byte ranges) and its format.
+        A file that is no dataset is read as a document when ingest knows its type, else it is an
+        unreadable file; a file that breaks part-way keeps the rows before the break and counts the rest
+        as an unreadable file part."""
         raw_rows = iter_rows(spec.path, spec.encoding)
         try:
             head = list(itertools.islice(raw_rows, 100))
@@ -354,6 +387,9 @@ class Runner:
                 return self._document_rows(spec.path), "datamill"
             self._file_failed(spec.path, str(e))
             return iter(()), "datamill"
+        if head and spannable(spec.path, encoding_of(spec.path, spec.encoding)):
+            raw_rows.close()
+            return Spans(spec.path), fmt.name  # the workers read it, a byte range each
 
         def rows() -> Iterator[RawRow]:
             n = 0
@@ -611,10 +647,12 @@ class Runner:
                 rows = self._joined_rows(last, writer_for, dropped, output_drops)
             else:  # other containers, or a global last step: the records, converted here
                 rows = self._converted_rows(last, writer_for, dropped, output_drops)
-            for n, (file, row, line) in enumerate(rows, 1):
-                lineage_out.write_line(pieces.lineage_line(line, file, row))
-                if n % 5000 == 0:
-                    self.progress("write", n, total)
+            n = 0
+            for file, first, lines in rows:  # the lineage lines of consecutive rows of one data file
+                lineage_out.write_lines(pieces.lineage_lines(lines, file, first))
+                if (n + len(lines)) // 5000 > n // 5000:
+                    self.progress("write", n + len(lines), total)
+                n += len(lines)
             self.progress("write", total, total)
             for w in open_by_split.values():
                 if w.count:
@@ -635,17 +673,25 @@ class Runner:
         dropped: JsonlWriter,
         output_drops: Counter[str],
     ):
-        """The output pieces of the last stage's chunks, in chunk order, joined line by line into the shards
-        (and the records the format could not hold into ``dropped``); yields (data file, row, lineage line)."""
+        """The output pieces of the last stage's chunks, in chunk order, joined into the shards (and the
+        records the format could not hold into ``dropped``): a piece that fits in its shard is copied
+        whole, one that a shard ends in line by line. Yields (data file, first row, lineage lines)."""
         sdir = self.stage_dir(last)
+        size = self.recipe.output.shard_size
         for stats in self._stage_stats(last):
             name = chunk_name(stats["chunk"])
             for k, piece in enumerate(stats["output"]["pieces"]):
                 sigs = piece["sigs"]
+                writer = writer_for(piece["split"])
+                if not size or writer.count + piece["rows"] <= size:
+                    first = writer.count
+                    writer.write_piece(pieces.piece_path(sdir, name, "out", k), piece["rows"], sigs)
+                    yield writer.path.name, first, pieces.lineage_piece(sdir, name, k)
+                    continue
                 for data, line, sig in pieces.piece_rows(sdir, name, k, piece):
                     writer = writer_for(piece["split"])
                     writer.write_line(data, *sigs[sig])
-                    yield writer.path.name, writer.count - 1, line
+                    yield writer.path.name, writer.count - 1, [line]
             _copy_lines(pieces.outdrops_path(sdir, name), dropped)
             output_drops.update(stats["output"]["dropped"])
 
@@ -665,7 +711,7 @@ class Runner:
                 writer = writer_for(split if isinstance(split, str) and split else None)
                 written = pieces.write_or_drop(rec, writer, dropped, drops, len(self.recipe.steps))
                 if written is not None:
-                    yield writer.path.name, writer.count - 1, written[1]
+                    yield writer.path.name, writer.count - 1, [written[1]]
         output_drops.update(drops)
 
     def _stats(self, output_drops: Counter[str], n_shards: int) -> dict[str, Any]:
@@ -832,6 +878,15 @@ def _note_pid(lock: IO[str]) -> None:
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
+
+
+class _SpannedFile(NamedTuple):
+    """An input file the workers read in byte ranges (``Segment``), cut by its planner."""
+
+    file: int
+    format: str
+    encoding: str
+    planner: Spans
 
 
 def _input_row(file_index: int, fmt: str, r: RawRow) -> InputRow:
