@@ -101,11 +101,22 @@ class JsonlWriter(RowWriter):
         self.f.writelines(lines)
         self.count += len(lines)
 
-    def copy_lines(self, path: Path, count: int) -> None:
-        """The ``count`` lines of a JSON Lines file this datamill wrote (each ends with its break), in bulk."""
+    def copy_lines(self, path: Path, count: int | None = None) -> None:
+        """The lines of a JSON Lines file datamill wrote (each ends with its break), in bulk: ``count``
+        of them, or as many as it holds line breaks."""
         with open(path, "rb") as f:
-            shutil.copyfileobj(f, self.f, 1 << 20)
-        self.count += count
+            if count is not None:
+                shutil.copyfileobj(f, self.f, 1 << 20)
+                self.count += count
+                return
+            last = b"\n"
+            while block := f.read(1 << 20):
+                self.f.write(block)
+                self.count += block.count(b"\n")
+                last = block[-1:]
+            if last != b"\n":  # a last line without its break
+                self.f.write(b"\n")
+                self.count += 1
 
     def _finish(self) -> None:
         if not self.f.closed:

@@ -895,6 +895,4 @@ def _input_row(file_index: int, fmt: str, r: RawRow) -> InputRow:
 
 def _copy_lines(path: Path, writer: JsonlWriter) -> None:
     if path.exists():
-        with open(path, "rb") as f:
-            for line in f:
-                writer.write_line(line)
+        writer.copy_lines(path)
