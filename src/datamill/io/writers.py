@@ -23,6 +23,7 @@ from datamill.io import outputs
 from datamill.io.readers import container_of, json_value
 
 BATCH = 8192
+BUFFER = 1 << 20  # write buffer of a .jsonl: one system call per MB, not per 8 KB
 
 
 def _tmp_path(path: Path) -> Path:
@@ -85,7 +86,7 @@ class RowWriter:
 class JsonlWriter(RowWriter):
     def __init__(self, path: Path, **kwargs: Any):
         super().__init__(path, **kwargs)
-        self.f: IO[bytes] = gzip.open(self.tmp, "wb") if path.suffix == ".gz" else open(self.tmp, "wb")
+        self.f: IO[bytes] = gzip.open(self.tmp, "wb") if path.suffix == ".gz" else open(self.tmp, "wb", BUFFER)
 
     def write(self, row: dict[str, Any]) -> None:
         self.f.write(dumps_row(row) + b"\n")
