@@ -124,8 +124,9 @@ def estimate(recipe: Recipe, progress: Progress | None = None) -> Estimate:
     """Run ``recipe`` dry (see the module docstring) and estimate each LLM step. Raises what a real run
     raises for a recipe or input it cannot run."""
     notes: list[str] = []
+    runner = Runner(recipe)  # hashes the inputs once; the shadow run below reuses the fingerprints
     try:
-        if Runner(recipe).check_outdir():
+        if runner.check_outdir():
             notes.append(
                 f"{recipe.output.path} already holds this recipe's finished output: a real run would make no "
                 "request; the figures are for a run into a new folder"
@@ -143,7 +144,7 @@ def estimate(recipe: Recipe, progress: Progress | None = None) -> Estimate:
         output = recipe.output.model_copy(update={"path": str(Path(tmp) / "out"), "report": False})
         shadow = dataclasses.replace(recipe, output=output, executor="local")
         with _dry_mode():
-            stats = Runner(shadow, progress=progress).run().stats
+            stats = Runner(shadow, progress=progress, input_fingerprints=runner.inputs).run().stats
     by_index = {s["step"]: s for s in stats["steps"]}
     steps: list[StepEstimate] = []
     for step in llm_steps:

@@ -140,7 +140,8 @@ def _versions() -> dict[str, str]:
 
 
 class Runner:
-    """``overwrite`` lets the run replace files in OUTDIR that datamill did not write (refused by default)."""
+    """``overwrite`` lets the run replace files in OUTDIR that datamill did not write (refused by default);
+    ``input_fingerprints`` are the inputs' fingerprints when another Runner of the same inputs took them."""
 
     def __init__(
         self,
@@ -149,6 +150,7 @@ class Runner:
         keep_work: bool = False,
         ray_address: str | None = None,
         overwrite: bool = False,
+        input_fingerprints: list[dict[str, Any]] | None = None,
     ):
         self.recipe = recipe
         self.overwrite = overwrite
@@ -158,7 +160,7 @@ class Runner:
         self.keep_work = keep_work
         self.ray_address = ray_address
         self.stages = plan(recipe.steps)
-        self.inputs = [fingerprint_file(f.path) for f in recipe.inputs]
+        self.inputs = input_fingerprints or [fingerprint_file(f.path) for f in recipe.inputs]
         self.fingerprint = self._fingerprint()
         self.resumed = 0
         self.phases: list[dict[str, Any]] = []
