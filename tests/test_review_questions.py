@@ -51,8 +51,8 @@ def write_yaml(tmp_path, body, name="questions.yaml"):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("- {name: topic, kind: label, labels: [a, b]\n", "not YAML"),
-        ("!!python/object/apply:os.system ['true']\n", "not YAML"),  # safe_load: no objects, nothing runs
+        ("- {name: topic, kind: label, labels: [a, b]\n", "not valid YAML"),
+        ("!!python/object/apply:os.system ['true']\n", "not valid YAML"),  # safe_load: no objects, nothing runs
         ({"questions": []}, "expected a list of questions"),
         ([{"name": "topic", "kind": "choice"}], "question 1 (topic): kind must be one of label, multi_label"),
         ([{"name": "topic", "kind": "label", "labels": ["only"]}], "question 1 (topic): labels: List should have"),

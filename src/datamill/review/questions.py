@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from datamill.io.yaml_file import read_yaml
 from datamill.review.store import ReviewError
 
 KINDS = ("label", "multi_label", "rating", "text", "edit", "ranking")
@@ -90,12 +90,7 @@ _ADAPTER: TypeAdapter[Any] = TypeAdapter(Question)
 def load(path: Path, task: str) -> list[dict[str, Any]]:
     """The questions of ``path`` as plain dicts (what the project stores), or ReviewError naming the
     file and the question."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ReviewError(f"{path}: cannot read the questions ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        raise ReviewError(f"{path}: not YAML ({' '.join(str(e).split())})") from None
+    data = read_yaml(path, "questions", ReviewError)
     if isinstance(data, dict) and set(data) == {"questions"}:
         data = data["questions"]
     if not isinstance(data, list) or not data:

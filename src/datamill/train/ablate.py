@@ -20,11 +20,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datamill.errors import DatamillError
 from datamill.io import outputs
+from datamill.io.yaml_file import read_yaml
 from datamill.train import blocks, data
 from datamill.train.run import TrainResult, train, versions
 
@@ -91,12 +91,7 @@ def load(path: str | Path, output: str | Path | None = None) -> Ablation:
     """Parse and check an ablation file (every problem at once); ``output`` (relative to the current folder)
     replaces its own."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DatamillError(f"{path}: cannot read the ablation: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise DatamillError(f"{path}: not valid YAML: {e}") from None
+    raw = read_yaml(path, "ablation")
     if not isinstance(raw, dict):
         raise DatamillError(f"{path}: an ablation is a mapping with train, eval and arms (see docs/train.md)")
     problems: list[str] = []
