@@ -334,3 +334,25 @@ def test_stats_name_every_phase_with_its_time_and_cores(tmp_path):
         ("report", os.cpu_count()),
     ]
     assert all(isinstance(p["seconds"], float) and p["seconds"] >= 0 for p in on_disk)
+
+
+def test_reading_stage_shows_an_estimated_total_from_the_bytes_then_the_exact_one(tmp_path):
+    """Stage 0 of a JSON Lines input has a total (so the progress bar has a time left) after its first
+    chunk: the rows planned scaled by the input's bytes; at the end, the exact row count."""
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"document {i} " + "x" * (i % 50)}) + "\n" for i in range(5000)))
+    body = {
+        "chunk_size": 500,
+        "workers": 1,
+        "inputs": [str(src)],
+        "steps": [{"op": "length_filter", "min": 3}],
+        "output": {"path": str(tmp_path / "out"), "format": "pretrain"},
+    }
+    seen: list[tuple[int, int | None]] = []
+    Runner(
+        recipes.load(write_recipe(tmp_path, body)),
+        progress=lambda label, done, total: seen.append((done, total)) if label.startswith("stage 0") else None,
+    ).run()
+    estimates = [total for done, total in seen if 0 < done < 5000]
+    assert estimates and all(total is not None and abs(total - 5000) <= 500 for total in estimates), seen
+    assert seen[-1] == (5000, 5000)

@@ -163,6 +163,7 @@ class Runner:
         self.inputs = input_fingerprints or [fingerprint_file(f.path) for f in recipe.inputs]
         self.fingerprint = self._fingerprint()
         self.resumed = 0
+        self.planned = _Planned()  # how far stage 0's planning has gone: its total, or an estimate of it
         self.phases: list[dict[str, Any]] = []
         self.unreadable: list[dict[str, Any]] = []  # files that held no readable record: file, error
 
@@ -326,7 +327,7 @@ class Runner:
     def _input_chunks(self) -> Iterator[list[InputPart]]:
         """The input in chunks of ``chunk_size`` rows: rows read here, or byte ranges of a JSON Lines file
         that the worker reads (the planner only counts line breaks)."""
-        size = self.recipe.chunk_size
+        size, planned = self.recipe.chunk_size, self.planned
         parts: list[InputPart] = []
         room = size
         for item in self._input_items():
@@ -334,6 +335,7 @@ class Runner:
                 while (span := item.planner.take(room)) is not None:
                     parts.append(Segment(item.file, item.format, item.encoding, span))
                     room -= span.rows
+                    planned.rows, planned.bytes = planned.rows + span.rows, planned.bytes + span.end - span.start
                     if not room:
                         yield parts
                         parts, room = [], size
@@ -342,11 +344,24 @@ class Runner:
                 parts.append([])
             parts[-1].append(item)
             room -= 1
+            planned.rows, planned.unsized = planned.rows + 1, True
             if not room:
                 yield parts
                 parts, room = [], size
+        planned.done = True
         if parts:
             yield parts
+
+    def _stage0_total(self) -> int | None:
+        """Stage 0's rows once its planning is through; before, while every row so far came from byte ranges,
+        the rows planned scaled by the input's bytes (for the progress bar's time left)."""
+        p = self.planned
+        if p.done:
+            return p.rows
+        sizes = [f.get("size") for f in self.inputs]
+        if p.unsized or not p.bytes or None in sizes:
+            return None
+        return max(p.rows, round(p.rows * sum(sizes) / p.bytes))
 
     def _input_items(self) -> Iterator[InputRow | _SpannedFile]:
         self.unreadable = list(self.recipe.unreadable)
@@ -412,8 +427,12 @@ class Runner:
         self.progress(stage.label, done, total)
         for stats in executor.map(run_chunk, self._tasks(stage)):
             done += stats["input"]
+            if stage.index == 0:
+                total = self._stage0_total()
             self.progress(stage.label, done, total)
             _maybe_crash()
+        if stage.index == 0:  # the planning is through now: the exact total
+            self.progress(stage.label, done, self._stage0_total())
 
     def _stage_input_total(self, stage: Stage) -> int | None:
         if stage.index == 0:
@@ -880,6 +899,14 @@ def _note_pid(lock: IO[str]) -> None:
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
+
+
+@dataclass
+class _Planned:
+    rows: int = 0
+    bytes: int = 0  # of the byte ranges planned
+    unsized: bool = False  # some rows came from a reader, not from a byte range
+    done: bool = False
 
 
 class _SpannedFile(NamedTuple):
