@@ -356,3 +356,21 @@ def test_the_recipe_variables_point_decontamination_elsewhere(monkeypatch, tmp_p
     last = recipes.load(ROOT / "recipes" / "self-instruct.yaml").steps[-1]
     assert last.config.benchmarks == [str(GSM), str(tmp_path / "cmmlu.csv")]
     assert last.config.mode == ["ngram", "fuzzy", "semantic"]
+
+
+def test_a_rerun_without_the_step_leaves_no_stale_leakage_or_report(tmp_path):
+    """OUTDIR never mixes two runs: leakage.jsonl and the report of a first run go when a second run into
+    the same folder does not write them; a file datamill did not write stays."""
+    assert CliRunner().invoke(cli.app, ["run", str(recipe(tmp_path, "builtin:gsm8k"))]).exit_code == 0
+    out = tmp_path / "o"
+    assert {"leakage.jsonl", "report.html", "README.md"} <= {p.name for p in out.iterdir()}
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    body = yaml.safe_load((tmp_path / "r.yaml").read_text(encoding="utf-8"))
+    body["steps"] = [s for s in body["steps"] if s["op"] != "decontaminate"]
+    body["output"]["report"] = False
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["run", str(tmp_path / "r.yaml")])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    assert not names & {"leakage.jsonl", "report.html", "README.md"}
+    assert {"notes.txt", "data-00000.jsonl", "stats.json", "lineage.jsonl"} <= names

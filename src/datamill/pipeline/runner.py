@@ -591,8 +591,28 @@ class Runner:
             names += [p.name for p in written]
             stats["phases"] = self.phases
             self._write_stats(stats)  # again, with the report's own time
+        self._remove_stale_outputs(names)
         self._write_lock(names)  # last: its presence with a matching fingerprint means "finished"
         return RunResult(self.outdir, stats, resumed_chunks=self.resumed, shards=names)
+
+    def _remove_stale_outputs(self, names: list[str]) -> None:
+        """The outputs the previous run into OUTDIR listed in its lock and this one did not write (a step's
+        leakage.jsonl, a report no longer asked for), so OUTDIR never mixes two runs; only files datamill
+        left as they are, and only names without a folder in them."""
+        try:
+            old = yaml.safe_load((self.outdir / LOCK).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return
+        listed = old.get("outputs") if isinstance(old, dict) else None
+        keep = {*names, *FIXED_OUTPUTS} - {"report.html", "README.md"}
+        stale = []
+        for name in listed if isinstance(listed, list) else []:
+            if isinstance(name, str) and name not in keep and "/" not in name and not name.startswith((".", "data-")):
+                path = self.outdir / name
+                if path.is_file() and not path.is_symlink() and outputs.is_ours(path):
+                    path.unlink()
+                    stale.append(path)
+        outputs.forget(*stale)
 
     def _publish_step_files(self) -> list[str]:
         """The files steps left in ``publish/`` of their work folder as outputs in OUTDIR: a global step's
