@@ -3,8 +3,9 @@
 Two passes over the stream, all state on disk in the step's work directory:
 
 1. every record is spooled to ``spool.jsonl`` while its MinHash signature and LSH bucket keys are
-   computed batch-wise; bucket keys go to ``buckets-NN.bin`` partition files (key, record index),
-   signatures to ``signatures.u32`` (a memmap), ids to ``ids.txt``;
+   computed batch-wise — the signatures by the workers of the chunk stage before, in parallel, when
+   the step follows one (``precompute``); bucket keys go to ``buckets-NN.bin`` partition files (key,
+   record index), signatures to ``signatures.u32`` (a memmap), ids to ``ids.txt``;
 2. each bucket partition is loaded alone, sorted, and records sharing a key are joined with a
    vectorized union-find (optionally only when their signatures agree on ≥ threshold of the
    hashes); one record per cluster is kept (``first``, ``longest`` or highest ``score``) and the
@@ -41,6 +42,7 @@ from datamill.dedup import minhash as mh
 from datamill.dedup.clusters import ClusterSpool
 from datamill.dedup.index import MinHashIndex
 from datamill.dedup.unionfind import find, union
+from datamill.errors import DatamillError
 from datamill.ops import register
 from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
@@ -104,13 +106,39 @@ class MinHashDedup(Global):
         self.stats: dict[str, int] = {}
 
     # ---- pass 1 --------------------------------------------------------------------------------
-    def _signature_batch(self, texts: list[str], first: int, parts, sig_file) -> None:
+    def _signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """MinHash signatures of a batch of texts, and which texts had any shingle."""
         c = self.config
         sh = mh.shingle(texts, c.ngram, c.char_ngram, c.cjk_ratio, c.normalize)
-        sig = mh.signatures(sh, self.a, self.b)
+        return mh.signatures(sh, self.a, self.b), sh.count > 0
+
+    def precompute(self, records: list[Record], path: Path) -> None:
+        """A chunk's signatures, computed by a worker of the stage before (see ``Global``): one validity
+        byte per record, then the records' signatures (uint32 × num_perm each)."""
+        c = self.config
+        sigs, flags = [], []
+        for lo in range(0, len(records), c.batch_size):
+            sig, valid = self._signatures([rec.part(c.part) for rec in records[lo : lo + c.batch_size]])
+            sigs.append(sig)
+            flags.append(valid)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            for part in (*flags, *sigs):
+                f.write(part.astype(np.uint8 if part.dtype == bool else np.uint32).tobytes())
+        tmp.replace(path)
+
+    def _read_precomputed(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        data = np.fromfile(path, dtype=np.uint8)
+        n = len(data) // (1 + 4 * self.config.num_perm)
+        return data[n:].view(np.uint32).reshape(n, self.config.num_perm), data[:n].astype(bool)
+
+    def _buckets(self, sig: np.ndarray, valid: np.ndarray, first: int, parts, sig_file) -> None:
+        """Write a batch's signatures (when verify or an index needs them) and LSH bucket keys; ``first`` is
+        the stream index of its first record."""
+        c = self.config
         if c.verify or c.index:
             sig_file.write(sig.tobytes())
-        valid = np.flatnonzero(sh.count > 0)
+        valid = np.flatnonzero(valid)
         if not len(valid):
             return
         keys = mh.band_keys(sig[valid], self.bands, self.rows)
@@ -128,16 +156,28 @@ class MinHashDedup(Global):
         parts = [open(spool.work / f"buckets-{p:03d}.bin", "wb") for p in range(c.partitions)]  # noqa: SIM115
         try:
             with spool, open(spool.work / "signatures.u32", "wb") as sig_file:
+                if self.precomputed is not None:  # the workers computed them, chunk by chunk
+                    for rec in records:
+                        spool.add(rec, rec.part(c.part))
+                    first = 0
+                    for path in self.precomputed:
+                        sig, valid = self._read_precomputed(path)
+                        self._buckets(sig, valid, first, parts, sig_file)
+                        first += len(valid)
+                    if first != spool.n:
+                        raise DatamillError(f"minhash_dedup: {first} signatures from the workers for {spool.n} records")
+                    self.counters["signatures_from_workers"] += first
+                    return spool.n
                 texts: list[str] = []
                 for rec in records:
                     text = rec.part(c.part)
                     spool.add(rec, text)
                     texts.append(text)
                     if len(texts) >= c.batch_size:
-                        self._signature_batch(texts, spool.n - len(texts), parts, sig_file)
+                        self._buckets(*self._signatures(texts), spool.n - len(texts), parts, sig_file)
                         texts = []
                 if texts:
-                    self._signature_batch(texts, spool.n - len(texts), parts, sig_file)
+                    self._buckets(*self._signatures(texts), spool.n - len(texts), parts, sig_file)
         finally:
             for f in parts:
                 f.close()

@@ -80,7 +80,14 @@ class Filter(Op):
 
 
 class Global(Op):
+    """Sees the whole stream once, in order (``run``). One may also define ``precompute(records, path)``:
+    the workers of the chunk stage just before it call it on each chunk of the records that reach it, in
+    parallel, to write what the op needs per record (MinHash signatures) into ``path``; ``run`` then finds
+    those files, in chunk order, in ``precomputed`` — None when no chunk stage comes just before (the op
+    computes the values itself)."""
+
     kind = "global"
+    precomputed: list[Path] | None = None
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
         raise NotImplementedError

@@ -66,10 +66,16 @@ class ChunkTask:
     trace: str = "changes"  # output.trace: how much of a rewritten field meta.lineage keeps (changes | full)
     output: OutputSpec | None = None  # the last stage: write the kept records as output pieces (pieces.py)
     records: bool = True  # write the kept records as a chunk file (the next stage or the report reads it)
+    precompute: tuple[int, str, dict[str, Any]] | None = None  # the next (global) step's per-chunk work (Global)
 
 
 def chunk_name(chunk: int) -> str:
     return f"chunk-{chunk:06d}"
+
+
+def precomputed_path(stage_dir: Path, chunk: int, step: int) -> Path:
+    """What the global step ``step`` precomputed for this chunk of the stage before it."""
+    return stage_dir / f"{chunk_name(chunk)}.pre-{step:03d}.bin"
 
 
 def stats_path(stage_dir: Path, chunk: int) -> Path:
@@ -154,6 +160,9 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         for index, op in build_ops(task.steps, task.seed, task.work_root):
             records, stats = _apply(op, index, records, dropped, task.trace == "full", task.chunk)
             step_stats.append(stats)
+        if task.precompute is not None:
+            ((step, op),) = build_ops([task.precompute], task.seed, task.work_root)
+            op.precompute(records, precomputed_path(stage_dir, task.chunk, step))
         for rec in records:
             if kept is not None:
                 kept.write(rec.to_dict())

@@ -47,6 +47,7 @@ from datamill.pipeline.chunks import (
     InputRow,
     Segment,
     chunk_name,
+    precomputed_path,
     read_chunk,
     run_chunk,
     stats_path,
@@ -295,6 +296,10 @@ class Runner:
             run=self.fingerprint,
             trace=self.recipe.output.trace,
         )
+        after = self.stages[stage.index + 1] if stage.index + 1 < len(self.stages) else None
+        if after is not None and after.kind == "global" and hasattr(ops.get(after.steps[0].op), "precompute"):
+            step = after.steps[0]  # its per-record work runs here, on all cores (ops.base.Global)
+            common["precompute"] = (step.index, step.op, step.config.model_dump(mode="json"))
         if self._joins_pieces(stage):  # the last stage's workers write the output rows themselves
             out = self.recipe.output
             at = len(self.recipe.steps)  # the output's step number
@@ -461,6 +466,9 @@ class Runner:
         op = cls(step.config, OpContext(seed=self.recipe.seed, step=step.index, workdir=workdir))
         prev = self.stage_dir(self.stages[stage.index - 1])
         n_prev = self._chunk_count(self.stages[stage.index - 1])
+        if hasattr(op, "precompute"):  # what the workers of the stage before computed for it, if they did
+            pre = [precomputed_path(prev, i, step.index) for i in range(n_prev)]
+            op.precomputed = pre if all(p.exists() for p in pre) else None
         total = self._stage_input_total(stage)
         counter = {"in": 0}
 
