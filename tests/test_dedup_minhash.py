@@ -316,3 +316,22 @@ def test_signatures_from_the_workers_give_the_same_run(tmp_path, monkeypatch, ve
         alone_stats, alone = run("alone", 1)
     assert "signatures_from_workers" not in alone_stats["steps"][1]["counters"]
     assert files == alone
+
+
+def test_a_forked_worker_hashes_after_its_parent_did(tmp_path):
+    """The signature thread pool of a parent that hashed is not inherited by a forked worker (its threads
+    are gone there): a pipeline run in worker processes after an in-process run finishes."""
+    import multiprocessing
+
+    texts = ["the quick brown fox jumps over the lazy dog " * 3, "a b c d e f g h"]
+    a, b = mh.permutations(16)
+    expected = mh.signatures(mh.shingle(texts), a, b)  # the parent now has a pool with threads
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_hash_in_child, (texts,)).get(timeout=60)
+    assert np.array_equal(got, expected)
+
+
+def _hash_in_child(texts: list[str]) -> np.ndarray:
+    a, b = mh.permutations(16)
+    return mh.signatures(mh.shingle(texts), a, b)

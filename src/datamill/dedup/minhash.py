@@ -181,6 +181,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child the parent's pool has no threads (a task sent to it would wait forever): the
+    child makes its own — a run's workers hash signatures (``minhash_dedup.precompute``)."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def signatures(sh: Shingles, a: np.ndarray, b: np.ndarray, block: int = 1024) -> np.ndarray:
     """uint32 MinHash signatures (records × num_perm); records without shingles get all 0xFFFFFFFF."""
     n_docs, k = len(sh.count), len(a)
