@@ -200,18 +200,20 @@ class DatasetWriter:
         """A row this writer's format already serialized (an output piece a worker wrote, see
         :mod:`datamill.pipeline.pieces`), with the columns and roles it holds."""
         self.rows.write_line(line)
-        self.columns.update(columns)
-        self.roles.update(roles)
-        self.ranking = self.ranking or ranking
+        self._holds(columns, roles, ranking)
 
     def write_piece(self, path: Path, rows: int, signatures: list[tuple[list[str], list[str], bool]]) -> None:
         """A whole output piece (``rows`` lines of this format), copied in bulk; ``signatures`` are the
         (columns, roles, ranking) its rows hold."""
         self.rows.copy_lines(path, rows)
-        for columns, roles, ranking in signatures:
-            self.columns.update(columns)
-            self.roles.update(roles)
-            self.ranking = self.ranking or ranking
+        for signature in signatures:
+            self._holds(*signature)
+
+    def _holds(self, columns: list[str], roles: list[str], ranking: bool) -> None:
+        """Note what rows written from elsewhere hold, for ``dataset_info.json``."""
+        self.columns.update(columns)
+        self.roles.update(roles)
+        self.ranking = self.ranking or ranking
 
     def commit(self) -> None:
         self.rows.commit()

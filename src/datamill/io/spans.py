@@ -40,7 +40,8 @@ def spannable(path: Path, encoding: str) -> bool:
 class Spans:
     """Consecutive spans of a file, each cut after the requested number of rows (fewer at its end)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, encoding: str = "utf-8"):
+        self.encoding = encoding  # the file's (one of UTF8): what its spans are read back in
         self.f: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by take() at the end of the file
         self.limit = max_record_bytes()
         self.buf, self.off = b"", 0  # unread bytes start at buf[off], at the start of a line

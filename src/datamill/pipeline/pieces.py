@@ -45,6 +45,12 @@ def can_join(container: str) -> bool:
     return container == "jsonl"
 
 
+def split_of(rec: Record, key: str) -> str | None:
+    """The split a record goes to (``meta[key]``, the split op's), or None for the unsplit shards."""
+    split = rec.meta.get(key)
+    return split if isinstance(split, str) and split else None
+
+
 def piece_path(stage_dir: Path, chunk_name: str, kind: str, k: int) -> Path:
     return stage_dir / f"{chunk_name}.{kind}-{k}.jsonl"
 
@@ -64,8 +70,7 @@ class PieceWriter:
         self.dropped: dict[str, int] = {}
 
     def write(self, rec: Record) -> None:
-        split = rec.meta.get(self.spec.split_key)
-        split = split if isinstance(split, str) and split else None
+        split = split_of(rec, self.spec.split_key)
         rows, lines, sigs, row_sigs = self.splits.get(split) or self._open(split)
         written = write_or_drop(rec, rows, self.outdrops, self.dropped, self.spec.step)
         if written is None:

@@ -338,7 +338,7 @@ class Runner:
         for item in self._input_items():
             if isinstance(item, _SpannedFile):
                 while (span := item.planner.take(room)) is not None:
-                    parts.append(Segment(item.file, item.format, item.encoding, span))
+                    parts.append(Segment(item.file, item.format, item.planner.encoding, span))
                     room -= span.rows
                     planned.rows, planned.bytes = planned.rows + span.rows, planned.bytes + span.end - span.start
                     if not room:
@@ -376,7 +376,7 @@ class Runner:
             else:
                 rows, fmt = self._dataset_rows(spec)
             if isinstance(rows, Spans):
-                yield _SpannedFile(file_index, fmt, encoding_of(spec.path, spec.encoding), rows)
+                yield _SpannedFile(file_index, fmt, rows)
                 continue
             for r in rows:
                 yield _input_row(file_index, fmt, r)
@@ -409,9 +409,10 @@ class Runner:
                 return self._document_rows(spec.path), "datamill"
             self._file_failed(spec.path, str(e))
             return iter(()), "datamill"
-        if head and spannable(spec.path, encoding_of(spec.path, spec.encoding)):
+        encoding = encoding_of(spec.path, spec.encoding) if head else None
+        if encoding is not None and spannable(spec.path, encoding):
             raw_rows.close()
-            return Spans(spec.path), fmt.name  # the workers read it, a byte range each
+            return Spans(spec.path, encoding), fmt.name  # the workers read it, a byte range each
 
         def rows() -> Iterator[RawRow]:
             n = 0
@@ -756,8 +757,7 @@ class Runner:
         drops: dict[str, int] = {}
         for path in self._last_chunks(last):
             for rec in read_chunk(path):
-                split = rec.meta.get(out.split_key)
-                writer = writer_for(split if isinstance(split, str) and split else None)
+                writer = writer_for(pieces.split_of(rec, out.split_key))
                 written = pieces.write_or_drop(rec, writer, dropped, drops, len(self.recipe.steps))
                 if written is not None:
                     yield writer.path.name, writer.count - 1, [written[1]]
@@ -942,7 +942,6 @@ class _SpannedFile(NamedTuple):
 
     file: int
     format: str
-    encoding: str
     planner: Spans
 
 
