@@ -4,11 +4,11 @@ in LLaMA-Factory with ``dataset: NAME`` and ``dataset_dir`` pointing at that fol
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from datamill.errors import DatamillError
+from datamill.io.atomic import write_text_atomic
 
 
 def entry_name(path: Path) -> str:
@@ -37,7 +37,5 @@ def update(out: Path, name: str, entry: dict[str, Any]) -> Path:
     info_path = out.parent / "dataset_info.json"
     info = load(out)
     info[name] = {"file_name": out.name, **entry}
-    tmp = info_path.with_name(f".dataset_info.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, info_path)
+    write_text_atomic(info_path, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return info_path

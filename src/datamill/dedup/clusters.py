@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from datamill.io.atomic import open_atomic
 from datamill.record import Record
 from datamill.results import Drop
 
@@ -101,9 +102,8 @@ class ClusterSpool:
         if copy_to:
             target = Path(copy_to)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(self.work / "clusters.jsonl", tmp)
-            tmp.replace(target)
+            with open_atomic(target) as f, open(self.work / "clusters.jsonl", "rb") as src:
+                shutil.copyfileobj(src, f)
         return kept_ids
 
     def emit(

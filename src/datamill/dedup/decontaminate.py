@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -52,11 +51,12 @@ from datamill.dedup import minhash as mh
 from datamill.dedup.benchmarks import items, record_fields, resolve
 from datamill.dedup.lookup import equal_keys
 from datamill.dedup.minhash import xxh3_64_intdigest
-from datamill.dedup.semantic import embed_rows
 from datamill.errors import DatamillError
+from datamill.io.atomic import open_atomic
 from datamill.io.writers import JsonlWriter
 from datamill.llm.client import default_cache_dir
 from datamill.llm.embeddings import EmbedConfig, get_embedder
+from datamill.llm.record_vectors import embed_rows
 from datamill.ops import register
 from datamill.ops.base import Filter, OpConfig
 from datamill.pipeline.chunks import chunk_name
@@ -232,10 +232,8 @@ class Decontaminate(Filter):
             with contextlib.suppress(OSError, ValueError, EOFError):
                 return np.load(path)
             vectors = self._embed(texts)
-            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
+            with open_atomic(path) as f:
                 np.save(f, vectors)
-            os.replace(tmp, path)
         return vectors
 
     def _embed(self, texts: list[str]) -> np.ndarray:

@@ -43,6 +43,7 @@ from datamill.dedup.clusters import ClusterSpool
 from datamill.dedup.index import MinHashIndex
 from datamill.dedup.unionfind import find, union
 from datamill.errors import DatamillError
+from datamill.io.atomic import open_atomic
 from datamill.ops import register
 from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
@@ -121,11 +122,9 @@ class MinHashDedup(Global):
             sig, valid = self._signatures([rec.part(c.part) for rec in records[lo : lo + c.batch_size]])
             sigs.append(sig)
             flags.append(valid)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
+        with open_atomic(path) as f:
             for part in (*flags, *sigs):
                 f.write(part.astype(np.uint8 if part.dtype == bool else np.uint32).tobytes())
-        tmp.replace(path)
 
     def _read_precomputed(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.fromfile(path, dtype=np.uint8)

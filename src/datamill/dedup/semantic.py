@@ -3,7 +3,8 @@
 Two passes over the stream, all state on disk in the step's work directory, like ``minhash_dedup``:
 
 1. every record is spooled to ``spool.jsonl`` while its ``part`` is embedded batch-wise (the local
-   all-MiniLM-L6-v2 by default, or an OpenAI-compatible ``/v1/embeddings`` endpoint via ``embed``);
+   all-MiniLM-L6-v2 by default, or an OpenAI-compatible ``/v1/embeddings`` endpoint via ``embed``) —
+   by the workers of the stage before, chunk by chunk, when there is one (``record_vectors``);
    the L2-normalised vectors go to ``embeddings.f32`` (read back as a numpy memmap), ids to
    ``ids.txt``; records whose part is empty get no vector and are never clustered;
 2. pairs with cosine ≥ ``threshold`` are found with a nearest-neighbour index — ``usearch`` (HNSW,
@@ -30,8 +31,8 @@ from pydantic import Field
 
 from datamill.dedup.clusters import ClusterSpool
 from datamill.dedup.unionfind import find, union
-from datamill.errors import DatamillError
-from datamill.llm.embeddings import EmbedConfig, get_embedder
+from datamill.llm.embeddings import EmbedConfig
+from datamill.llm.record_vectors import EmbedsRecords
 from datamill.ops import register
 from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
@@ -48,18 +49,8 @@ def _have_usearch() -> bool:
     return True
 
 
-def embed_rows(embedder, texts: list[str], dim: int = 0, who: str = "semantic_dedup") -> np.ndarray:
-    """One L2-normalised float32 row per text (whatever the backend did), checked to be ``dim`` wide
-    when ``dim`` is known: a misbehaving endpoint fails here, not as nonsense similarities."""
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-    if vectors.ndim != 2 or len(vectors) != len(texts) or (dim and vectors.shape[1] != dim):
-        raise DatamillError(f"{who}: the embedder returned {vectors.shape} for {len(texts)} texts")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 @register
-class SemanticDedup(Global):
+class SemanticDedup(EmbedsRecords, Global):
     """Drop semantic near-duplicates (cosine similarity of sentence embeddings); keep one record per
     cluster."""
 
@@ -81,37 +72,19 @@ class SemanticDedup(Global):
         super().__init__(config, context)
         self.reason_text = f"semantic duplicate (cosine >= {self.config.threshold:g})"
         self.stats: dict[str, int | str] = {}
-        self.embedder = None
 
     # ---- pass 1 --------------------------------------------------------------------------------
-    def _embed_batch(self, texts: list[str], out) -> None:
-        """Append one L2-normalised float32 row per non-empty text to the embeddings file."""
-        texts = [t for t in texts if t]
-        if not texts:
-            return
-        if self.embedder is None:
-            self.embedder = get_embedder(self.config.embed)
-        vectors = embed_rows(self.embedder, texts, self.dim)
-        self.dim = vectors.shape[1]
-        out.write(vectors.tobytes())
+    def record_text(self, rec: Record) -> str:
+        return rec.part(self.config.part).strip()
 
     def _pass1(self, records: Iterable[Record], spool: ClusterSpool) -> np.ndarray:
         """Spool and embed; returns the record index of each embedding row (non-empty texts only)."""
-        c = self.config
         rows = array("q")  # records with a non-empty part, in order: one embedding row each
         with spool, open(spool.work / "embeddings.f32", "wb") as emb:
-            texts: list[str] = []
-            for rec in records:
-                text = rec.part(c.part)
-                spool.add(rec, text)
-                text = text.strip()
-                if text:
+            for rec, has_vector in self.embed_stream(records, emb):
+                spool.add(rec, rec.part(self.config.part))
+                if has_vector:
                     rows.append(spool.n - 1)
-                texts.append(text)
-                if len(texts) >= c.batch_size:
-                    self._embed_batch(texts, emb)
-                    texts = []
-            self._embed_batch(texts, emb)
         return np.frombuffer(rows, dtype=np.int64).copy()
 
     # ---- pairs (of embedding rows) -------------------------------------------------------------
@@ -186,7 +159,6 @@ class SemanticDedup(Global):
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
         work = self.context.workdir
         work.mkdir(parents=True, exist_ok=True)
-        self.dim = 0
         spool = ClusterSpool(work, self.config.keep, self.config.score_key)
         rows = self._pass1(records, spool)
         n = spool.n
@@ -196,7 +168,7 @@ class SemanticDedup(Global):
         kept_ids = spool.write_clusters(cluster_of, kept, members, self.config.clusters)
         self.stats.update(records=n, embedded=len(rows), clusters=len(kept))
         self.stats.update(dropped=int(len(members) - len(kept)))
-        summary = {**self.stats, "threshold": self.config.threshold, "model": getattr(self.embedder, "name", None)}
+        summary = {**self.stats, "threshold": self.config.threshold, "model": self.embedder_name}
         (work / "summary.json").write_bytes(orjson.dumps(summary))
         yield from spool.emit(
             cluster_of, kept, kept_ids, "semantic_dup_cluster", "semantic_duplicate_of", self.reason_text

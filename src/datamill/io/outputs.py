@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from datamill.errors import FileError
+from datamill.io.atomic import temporary_beside, write_text_atomic
 
 MANIFEST = ".datamill-manifest.json"
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys", "/usr")
@@ -93,9 +94,7 @@ def _locked_manifest(folder: Path) -> Iterator[dict[str, Any]]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         manifest = _read_manifest(folder)
         yield manifest
-        tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / MANIFEST)
+        write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     finally:
         os.close(fd)
 
@@ -131,6 +130,6 @@ def publish(tmp: Path, path: Path) -> None:
 def write_text(path: Path, text: str, overwrite: bool = False) -> None:
     """Write a small text output atomically, refusing to replace a file datamill did not write."""
     check_replace(path, overwrite)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_beside(path)
     tmp.write_text(text, encoding="utf-8")
     publish(tmp, path)

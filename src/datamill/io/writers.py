@@ -20,14 +20,11 @@ import orjson
 
 from datamill.errors import CannotExpress, DatamillError
 from datamill.io import outputs
+from datamill.io.atomic import temporary_beside
 from datamill.io.readers import container_of, json_value
 
 BATCH = 8192
 BUFFER = 1 << 20  # write buffer of a .jsonl: one system call per MB, not per 8 KB
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 def dumps_row(row: Any) -> bytes:
@@ -43,7 +40,7 @@ class RowWriter:
 
     def __init__(self, path: Path, *, output: bool = False, overwrite: bool = False):
         self.path = path
-        self.tmp = _tmp_path(path)
+        self.tmp = temporary_beside(path)
         self.count = 0
         self.output = output
         self.overwrite = overwrite

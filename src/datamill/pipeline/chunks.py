@@ -25,6 +25,7 @@ import orjson
 from datamill import formats, ops, validate
 from datamill.errors import DatamillError, RecordError
 from datamill.io import spans
+from datamill.io.atomic import write_bytes_atomic
 from datamill.io.spans import Span
 from datamill.io.writers import JsonlWriter
 from datamill.llm import LLMClient, LLMError, StructuredOutputError
@@ -184,7 +185,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     }
     if output is not None:
         stats["output"] = output.stats()
-    _write_atomic(stats_path(stage_dir, task.chunk), orjson.dumps(stats))
+    write_bytes_atomic(stats_path(stage_dir, task.chunk), orjson.dumps(stats))
     return stats
 
 
@@ -292,8 +293,3 @@ def _settle(
         raise DatamillError(f"step {index} ({op.name}) neither kept nor dropped record {rec.id}")
     return made
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

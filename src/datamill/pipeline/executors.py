@@ -57,7 +57,7 @@ class LocalExecutor(Executor):
 
     def _submit(self, fn: Callable[[Any], Any], task: Any, pending: dict[cf.Future, Any]) -> None:
         if self.pool is None:
-            self.pool = cf.ProcessPoolExecutor(self.workers, initializer=_die_with_parent)
+            self.pool = cf.ProcessPoolExecutor(self.workers, initializer=_start_worker, initargs=(self.workers,))
         try:
             pending[self.pool.submit(fn, task)] = task
         except BrokenProcessPool:  # the pool died before we noticed it in a result
@@ -98,6 +98,22 @@ class LocalExecutor(Executor):
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
+
+
+def _start_worker(workers: int) -> None:
+    _die_with_parent()
+    _share_cores(workers)
+
+
+def _share_cores(workers: int) -> None:
+    """A worker's share of the cores for torch's own threads (MiniLM embeddings in a worker), so the
+    workers do not each start one thread per core. torch already imported by the parent gets one: its
+    OpenMP threads did not survive the fork, and a parallel region in the child would wait for them
+    forever."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    else:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def _die_with_parent() -> None:

@@ -8,7 +8,6 @@ the learner's auto-decision (``meta.review.auto``). Gold items are not data: nev
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from datamill import formats
 from datamill.dataset import DatasetWriter
 from datamill.errors import CannotExpress
 from datamill.io import outputs
+from datamill.io.atomic import write_text_atomic
 from datamill.io.writers import JsonlWriter
 from datamill.review.answers import answer_dict
 from datamill.review.decide import Outcome, decide, original
@@ -160,7 +160,5 @@ def _drop(dropped: JsonlWriter, summary: ExportSummary, rec, reason: str) -> Non
 def _write_summary(path: Path, summary: ExportSummary, project: Project, fmt: str, overwrite: bool) -> None:
     outputs.check_replace(path, overwrite)
     body = {"project": project.target, "task": project.task, "format": fmt, "at": now(), **summary.to_dict()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
     outputs.record(path)

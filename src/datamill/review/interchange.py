@@ -18,7 +18,6 @@ naming the annotators behind the user ids written."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from xml.sax.saxutils import quoteattr
 
 from sqlalchemy import func, select
 
+from datamill.io.atomic import write_text_atomic
 from datamill.review.answers import BadAnswer, answer_dict, check, disagree, store
 from datamill.review.items import turns
 from datamill.review.schema import Annotator, Answer, Assignment, Item
@@ -212,9 +212,7 @@ def _fields(item: Item) -> dict[str, Any]:
 
 def _write_json(path: Path, body: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(body, ensure_ascii=False, indent=1) + "\n")
 
 
 def export_to(project: Project, out: Path, tool: str, *, overwrite: bool = False) -> InterchangeSummary:

@@ -13,7 +13,8 @@ where a key may be a glob such as ``"*alpaca_zh*"``) cap each value; when ``n`` 
 quotas' sum the rest is open to any record.
 
 Memory: one float32 embedding per record (384 dimensions: 1.5 KB), written to the work directory
-while embedding and read back once for the selection; time: n passes over the N embeddings.
+while embedding (by the workers of the stage before, when there is one: ``record_vectors``) and read
+back once for the selection; time: n passes over the N embeddings.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import orjson
 from pydantic import Field
 
 from datamill.errors import DatamillError
-from datamill.llm.embeddings import EmbedConfig, get_embedder
+from datamill.llm.embeddings import EmbedConfig
+from datamill.llm.record_vectors import EmbedsRecords
 from datamill.ops import register
 from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
@@ -93,7 +95,7 @@ def k_center(
 
 
 @register
-class Select(Global):
+class Select(EmbedsRecords, Global):
     """Keep ``n`` records by quality × diversity (k-center greedy on embeddings), within quotas."""
 
     name = "select"
@@ -109,6 +111,10 @@ class Select(Global):
         embed: EmbedConfig = EmbedConfig()
         batch_size: int = Field(512, ge=1)
 
+    def record_text(self, rec: Record) -> str:
+        """Every record gets a vector: its part, else all its text, else a space."""
+        return (rec.part(self.config.part) or rec.part("all"))[:MAX_CHARS] or " "
+
     def _quota_key(self, value: str) -> str:
         """The quota a value counts against: equal to a key, or matching it as a glob (``*zh*``)."""
         if value in self.config.quotas:
@@ -122,37 +128,16 @@ class Select(Global):
         work = self.context.workdir
         work.mkdir(parents=True, exist_ok=True)
         spool_path, emb_path = work / "spool.jsonl", work / "embeddings.f32"
-        embedder = None
         scores: list[float | None] = []
         groups: list[str] = []
-        dim = 0
         with open(spool_path, "wb") as spool, open(emb_path, "wb") as out:
-            texts: list[str] = []
-
-            def flush() -> None:
-                nonlocal embedder, dim
-                if not texts:
-                    return
-                embedder = embedder or get_embedder(c.embed)
-                vectors = np.asarray(embedder.embed([t or " " for t in texts]), dtype=np.float32)
-                if vectors.ndim != 2 or len(vectors) != len(texts):
-                    raise DatamillError(f"select: the embedder returned {vectors.shape} for {len(texts)} texts")
-                dim = vectors.shape[1]
-                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-                out.write(vectors.tobytes())
-                texts.clear()
-
-            for rec in records:
+            for rec, _ in self.embed_stream(records, out):
                 spool.write(orjson.dumps(rec.to_dict()) + b"\n")
-                texts.append((rec.part(c.part) or rec.part("all"))[:MAX_CHARS])
                 value = meta_value(rec, c.quality_key) if c.quality_key else None
                 scores.append(float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None)
                 groups.append(self._quota_key(str(meta_value(rec, c.quota_by))) if c.quota_by else "")
-                if len(texts) >= c.batch_size:
-                    flush()
-            flush()
         n = len(scores)
-        emb = np.fromfile(emb_path, dtype=np.float32).reshape(n, dim) if n else np.zeros((0, 1), np.float32)
+        emb = np.fromfile(emb_path, dtype=np.float32).reshape(n, self.dim) if n else np.zeros((0, 1), np.float32)
         quality = rank_quality(scores) if any(s is not None for s in scores) else None
         picked = k_center(emb, c.n, quality, c.quality_weight, groups, c.quotas or None)
         del emb
