@@ -7,6 +7,7 @@ preference pair) and, when it changed something, adds its name to ``meta["cleane
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from decimal import Decimal
@@ -79,6 +80,7 @@ class HtmlToText(TextMapper):
 
 # NFKC folds compatibility forms; these are the ones it would change that carry meaning in text we keep
 _NFKC_KEEP = set("…™①②③④⑤⑥⑦⑧⑨⑩¹²³⁰⁴⁵⁶⁷⁸⁹₀₁₂₃₄₅₆₇₈₉½¼¾")
+_NFKC_KEEP_RE = re.compile("[" + "".join(sorted(_NFKC_KEEP)) + "]")
 
 
 def nfkc_safe(s: str) -> str:
@@ -86,7 +88,7 @@ def nfkc_safe(s: str) -> str:
     fractions, ellipsis, ™): x² stays x², not x2."""
     if s.isascii():
         return s
-    if not any(ch in _NFKC_KEEP for ch in s):
+    if not _NFKC_KEEP_RE.search(s):
         return unicodedata.normalize("NFKC", s)
     return "".join(ch if ch in _NFKC_KEEP else unicodedata.normalize("NFKC", ch) for ch in s)
 
@@ -110,7 +112,7 @@ class FixUnicode(TextMapper):
     def clean(self, s: str) -> str:
         import ftfy
 
-        if not s.isascii():
+        if not s.isascii() and not untouched_by_ftfy(s):
             s = ftfy.fix_text(
                 s, unescape_html=False, normalization="NFC", uncurl_quotes=False, fix_character_width=False
             )
@@ -120,6 +122,30 @@ class FixUnicode(TextMapper):
 
 
 _NOT_CJK_PUNCT = re.compile("[^，。：；！？（）【】「」『』《》、～￥]+")
+
+
+@functools.cache
+def _ftfy_targets() -> re.Pattern:
+    """Every character one of ftfy's character fixers acts on (with FixUnicode's settings): C1
+    controls, line and paragraph separators, carriage returns, surrogates, the escape that opens a
+    terminal code, ligatures and the control characters it removes — from ftfy's own tables."""
+    from ftfy import chardata
+
+    points = {*chardata.LIGATURES, *chardata.CONTROL_CHARS, *range(0x80, 0xA0), *range(0xD800, 0xE000)}
+    points = sorted(points | {ord(ch) for ch in "\r\x1b\u2028\u2029"})
+    starts = [p for i, p in enumerate(points) if i == 0 or points[i - 1] != p - 1]
+    ends = [p for i, p in enumerate(points) if i == len(points) - 1 or points[i + 1] != p + 1]
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in zip(starts, ends, strict=True)) + "]")
+
+
+def untouched_by_ftfy(s: str) -> bool:
+    """Whether ``ftfy.fix_text`` (with FixUnicode's settings) would give ``s`` back as it is: no
+    mojibake by ftfy's own test (``badness.is_bad``, which ``fix_encoding`` asks first), none of the
+    characters its other fixers change, already NFC. Three scans in C instead of ftfy's dozen Python
+    steps per line; tests/test_clean_unicode_fast.py checks it against ftfy on real and broken text."""
+    from ftfy.badness import is_bad
+
+    return not is_bad(s) and _ftfy_targets().search(s) is None and unicodedata.is_normalized("NFC", s)
 
 
 # ------------------------------------------------------------------------------------------------ width

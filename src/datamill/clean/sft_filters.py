@@ -13,6 +13,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 
+import numpy as np
+
 from datamill.clean.text import CJK, CODE_FENCE, script_lang, words
 from datamill.ops import register
 from datamill.ops.base import Filter, OpConfig
@@ -189,8 +191,7 @@ def _unbalanced(text: str) -> bool:
     """More openers than closers for (), [], {}, 「」, 《》 (full- and half-width alike) — counted outside
     code fences, where a bracket left open means the answer stopped early."""
     text = text.translate(_WIDTH)
-    counts = Counter(ch for ch in text if ch in PAIRS or ch in PAIRS.values())
-    return any(counts[o] - counts[c] >= 1 and counts[o] >= 1 for o, c in PAIRS.items())
+    return any(text.count(o) > text.count(c) for o, c in PAIRS.items())
 
 
 # a Chinese sentence does not end on these (的 of a noun phrase, a conjunction, a preposition) …
@@ -434,45 +435,83 @@ class MojibakeFilter(Filter):
 
 _LOOP = re.compile(r"(.{3,80}?)(?:\s*\1){4,}", re.S)
 _TOKEN = re.compile(f"[{CJK}]|[^\\s{CJK}]+")
+_LONG_TOKEN = re.compile(f"[^\\s{CJK}]{{30,}}")  # the _TOKEN matches of 30+ characters
 
 
 def _loop_ok(unit_chars: int, alnum: int, span: int, total: int) -> bool:
     return alnum >= 2 and (span >= 0.2 * total or span >= 80)
 
 
-def _has_loop(text: str, max_period: int = 20) -> bool:
+def _token_ids(tokens: list[str]) -> np.ndarray:
+    """Each token's 64-bit string hash, so comparisons run in numpy (two different tokens share one
+    with odds of 2⁻⁶⁴ a pair: at worst a loop found that is not one)."""
+    return np.fromiter(map(hash, tokens), np.int64, len(tokens))
+
+
+def _windows(a: np.ndarray, width: int) -> np.ndarray:
+    """Row i = a[i : i + width] (a read-only view; numpy's sliding_window_view checks cost more here)."""
+    return np.lib.stride_tricks.as_strided(a, (len(a) - width + 1, width), (a.strides[0],) * 2, writeable=False)
+
+
+def _runs(equal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of every run of True in a 1-D bool array."""
+    edges = np.diff(np.concatenate(([0], equal.view(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _has_loop(text: str, toks: list[str], max_period: int = 20) -> bool:
     """A unit of 1–20 tokens (CJK characters count one each) repeated 5+ times in a row, covering 80+
-    characters or a fifth of the text. Linear in the text per period, unlike a backtracking regex."""
+    characters or a fifth of the text. Linear in the text per period, unlike a backtracking regex:
+    token ``i`` equal to token ``i + p`` for ``4p`` positions in a row is the unit of ``p`` tokens five
+    times; all periods are compared at once in numpy. ``toks``: the text's ``_TOKEN`` matches."""
     total = len(text.strip())
-    tokens = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-    toks = [t[0] for t in tokens]
     n = len(toks)
-    if n >= 10 and len(set(toks)) < n:
-        for p in range(1, min(max_period, n // 5) + 1):
-            run = 0
-            for i in range(n - p):
-                if toks[i] == toks[i + p]:
-                    run += 1
-                    if run >= 4 * p:
-                        start = i + 1 - run
-                        unit = toks[start : start + p]
-                        span = tokens[i + p][2] - tokens[start][1]
-                        if _loop_ok(p, sum(ch.isalnum() for t in unit for ch in t), span, total):
-                            return True
-                else:
-                    run = 0
-    for tok in toks:  # units glued together without spaces ("```python```python…")
-        if len(tok) >= 30:
-            m = _LOOP.search(tok)
-            if m and _loop_ok(0, sum(ch.isalnum() for ch in m.group(1)), m.end() - m.start(), total):
-                return True
+    top = min(max_period, n // 5)
+    if n >= 10 and top >= 1:
+        ids = _token_ids(toks)
+        padded = np.concatenate((ids, -1 - np.arange(top)))  # never equal to a token
+        ahead = _windows(padded, top + 1)[:n]
+        equal = ahead[:, 1:] == ahead[:, :1]  # equal[i, p - 1]: token i is token i + p
+        spans = None
+        for p in np.flatnonzero(equal.sum(axis=0) >= 4 * np.arange(1, top + 1)) + 1:
+            starts, ends = _runs(equal[: n - p, p - 1])
+            for start, end in zip(starts, ends, strict=True):
+                if end - start < 4 * p:
+                    continue
+                if spans is None:
+                    spans = [m.span() for m in _TOKEN.finditer(text)]
+                unit = toks[start : start + p]
+                span = spans[end - 1 + p][1] - spans[start][0]  # the whole run: the unit 5+ times
+                if _loop_ok(p, sum(ch.isalnum() for t in unit for ch in t), span, total):
+                    return True
+    for tok in _LONG_TOKEN.findall(text):  # units glued together without spaces ("```python```python…")
+        m = _LOOP.search(tok)
+        if m and _loop_ok(0, sum(ch.isalnum() for ch in m.group(1)), m.end() - m.start(), total):
+            return True
     return False
 
 
-def _all_one_unit(text: str, max_period: int = 3, min_reps: int = 4) -> bool:
+def repeated_ngram_words(ws: list[str], n: int = 10) -> int:
+    """Words inside an n-gram that occurred earlier in the text (Gopher's duplicate n-gram fraction):
+    the n-grams are built by ``zip`` (no slicing per position), the covered words counted from the
+    sorted starts."""
+    seen: set[tuple[str, ...]] = set()
+    repeats: list[int] = []
+    for i, gram in enumerate(zip(*(ws[k:] for k in range(n)), strict=False)):  # ends with the shortest
+        if gram in seen:
+            repeats.append(i)
+        else:
+            seen.add(gram)
+    covered, end = 0, 0
+    for start in repeats:  # the union of [start, start + n)
+        covered += start + n - max(start, end)
+        end = start + n
+    return covered
+
+
+def _all_one_unit(toks: list[str], max_period: int = 3, min_reps: int = 4) -> bool:
     """The whole answer is one unit of 1–3 tokens repeated 4+ times ("1. 1. 1. 1.", "- - - -",
     "哈哈哈哈哈哈"): too short and too poor in letters for ``_has_loop``, and never an answer."""
-    toks = _TOKEN.findall(text)
     for p in range(1, max_period + 1):
         if len(toks) >= min_reps * p and len(toks) % p == 0 and toks == toks[:p] * (len(toks) // p):
             return True
@@ -486,7 +525,8 @@ def repetition_reason(text: str, max_dup_ngram: float = 0.3, max_dup_sentence: f
     """Gopher-style duplicate fractions on one answer: characters inside repeated 10-word n-grams
     (a CJK character is a word) and inside repeated sentences; plus one unit repeated 4+ times in a row,
     or an answer that is nothing but one short unit repeated."""
-    if _has_loop(text) or _all_one_unit(text):
+    toks = _TOKEN.findall(text)
+    if _has_loop(text, toks) or _all_one_unit(toks):
         return "repetitive answer"
     prose = CODE_FENCE.sub(" ", text)
     sents = [s.strip() for s in _SENT_SPLIT.split(prose) if len(s.strip()) >= 8]
@@ -496,18 +536,8 @@ def repetition_reason(text: str, max_dup_ngram: float = 0.3, max_dup_sentence: f
         if dup > max_dup_sentence * sum(len(s) for s in sents):
             return "repetitive answer"
     ws = words(text)
-    n = 10
-    if len(ws) >= 3 * n:
-        seen: set[tuple[str, ...]] = set()
-        dup_idx: set[int] = set()
-        for i in range(len(ws) - n + 1):
-            g = tuple(ws[i : i + n])
-            if g in seen:
-                dup_idx.update(range(i, i + n))
-            else:
-                seen.add(g)
-        if len(dup_idx) > max_dup_ngram * len(ws):
-            return "repetitive answer"
+    if len(ws) >= 30 and repeated_ngram_words(ws, 10) > max_dup_ngram * len(ws):
+        return "repetitive answer"
     return None
 
 

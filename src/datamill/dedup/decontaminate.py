@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -82,10 +83,15 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
 
 
-def _sorted_index(keys: list[int], owners: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    k = np.array(keys, dtype=np.uint64)
+@functools.lru_cache(maxsize=1 << 17)
+def _token_hash(token: str) -> int:
+    return xxh3_64_intdigest(token.encode())
+
+
+def _sorted_index(keys: list[np.ndarray], owners: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    k = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     order = np.argsort(k, kind="stable")
-    return k[order], np.array(owners, dtype=np.int32)[order]
+    return k[order], (np.concatenate(owners) if owners else np.zeros(0, np.int64)).astype(np.int32)[order]
 
 
 @register
@@ -147,13 +153,16 @@ class Decontaminate(Filter):
             n_cjk = len(CJK.findall(text))
             cjk = n_cjk > 0 and n_cjk >= 0.3 * max(1, len(LETTER.findall(text)))
         if cjk:
-            return [t for t in (mh.normalize_token(ch) for ch in text) if t], True
-        return [t for t in (mh.normalize_token(w) for w in mh.PUNCT_SPLIT.sub(" ", text).split()) if t], False
+            return list(filter(None, map(mh.normalize_token, text))), True
+        return list(filter(None, map(mh.normalize_token, mh.PUNCT_SPLIT.sub(" ", text).split()))), False
 
-    def _ngrams(self, toks: list[str], cjk: bool, fuzzy: bool) -> list[int]:
+    def _ngrams(self, toks: list[str], cjk: bool, fuzzy: bool) -> np.ndarray:
+        """The hashes of a field's n-grams (none when it has fewer than n tokens), in numpy."""
         c = self.config
         n = (c.fuzzy_char_n if fuzzy else c.char_n) if cjk else (c.fuzzy_n if fuzzy else c.n)
-        return [xxh3_64_intdigest(" ".join(toks[i : i + n]).encode()) for i in range(len(toks) - n + 1)]
+        if len(toks) < n:
+            return np.zeros(0, np.uint64)
+        return mh.ngram_hashes(np.fromiter(map(_token_hash, toks), np.uint64, len(toks)), n)
 
     @staticmethod
     def _exact_key(toks: list[str]) -> int | None:
@@ -165,10 +174,10 @@ class Decontaminate(Filter):
             return
         self._built = True
         c = self.config
-        ngram_keys: list[int] = []
-        ngram_items: list[int] = []
-        fuzzy_keys: list[int] = []
-        fuzzy_units: list[int] = []
+        ngram_keys: list[np.ndarray] = []
+        ngram_items: list[np.ndarray] = []
+        fuzzy_keys: list[np.ndarray] = []
+        fuzzy_units: list[np.ndarray] = []
         units: list[int] = []  # fuzzy unit number → item number
         benches = [bench for spec in c.benchmarks for bench in resolve(spec)]
         labels = Counter(bench.label for bench in benches)  # two files of one name: their paths tell them apart
@@ -197,18 +206,18 @@ class Decontaminate(Filter):
                         self._exact.setdefault(key, number)
                     if "ngram" in self.modes:  # a field shorter than n has no n-gram: exact only
                         grams = self._ngrams(toks, cjk, fuzzy=False)
-                        ngram_keys += grams
-                        ngram_items += [number] * len(grams)
+                        ngram_keys.append(grams)
+                        ngram_items.append(np.full(len(grams), number, np.int64))
                     if "fuzzy" in self.modes:  # each field is its own unit: share of *its* n-grams
-                        grams = sorted(set(self._ngrams(toks, cjk, fuzzy=True)))
-                        fuzzy_keys += grams
-                        fuzzy_units += [len(units)] * len(grams)
+                        grams = np.unique(self._ngrams(toks, cjk, fuzzy=True))
+                        fuzzy_keys.append(grams)
+                        fuzzy_units.append(np.full(len(grams), len(units), np.int64))
                         units.append(number)
             self._notes[f"benchmark items: {label}"] += len(self._names) - start
         self._ngram = _sorted_index(ngram_keys, ngram_items)
         self._fuzzy = _sorted_index(fuzzy_keys, fuzzy_units)
         self._units = np.array(units, dtype=np.int64)
-        self._sizes = np.bincount(np.array(fuzzy_units, dtype=np.int64), minlength=len(units))
+        self._sizes = np.bincount(self._fuzzy[1].astype(np.int64), minlength=len(units))
         if "semantic" in self.modes:
             rows = [i for i, p in enumerate(self._prompts) if p.strip()]
             self._vector_items = np.array(rows, dtype=np.int64)
@@ -260,7 +269,7 @@ class Decontaminate(Filter):
         keys, owners = self._ngram
         best: tuple[int, int, bool, int] | None = None  # (shared n-grams, item, cjk, field)
         for f, (toks, cjk) in enumerate(tokenized):
-            grams = np.array(self._ngrams(toks, cjk, fuzzy=False), dtype=np.uint64)
+            grams = self._ngrams(toks, cjk, fuzzy=False)
             if not len(grams):
                 continue
             pos = np.minimum(np.searchsorted(keys, grams), len(keys) - 1)
@@ -284,7 +293,7 @@ class Decontaminate(Filter):
         c = self.config
         best: tuple[float, int, bool, int] | None = None  # (share, item, cjk, field)
         for f, (toks, cjk) in enumerate(tokenized):
-            grams = np.unique(np.array(self._ngrams(toks, cjk, fuzzy=True), dtype=np.uint64))
+            grams = np.unique(self._ngrams(toks, cjk, fuzzy=True))
             if not len(grams):
                 continue
             _, positions = equal_keys(keys, grams)

@@ -21,6 +21,7 @@ No Python runs per shingle; everything is batch-wise:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -74,8 +75,10 @@ THOUSANDS = re.compile(r"(?<=\d)[,_](?=\d{3})")
 DECIMAL_ZEROS = re.compile(r"(?<=\d)\.0+$")
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def normalize_token(token: str) -> str:
-    """NFKC, lowercase, ``1,000`` → ``1000``, ``5.00`` → ``5``, punctuation removed."""
+    """NFKC, lowercase, ``1,000`` → ``1000``, ``5.00`` → ``5``, punctuation removed (remembered for the
+    most recent 131,072 tokens: words repeat, and decontaminate normalizes every one it reads)."""
     t = unicodedata.normalize("NFKC", token).lower()
     if any(ch.isdigit() for ch in t):
         t = DECIMAL_ZEROS.sub("", THOUSANDS.sub("", t.rstrip(".,;:!?)]}\"'")))
@@ -134,6 +137,16 @@ def tokens(
     keep = ok[idx]
     doc = np.repeat(np.arange(n_docs), per_doc)[keep]
     return uh[idx][keep], np.bincount(doc, minlength=n_docs), char_mode
+
+
+def ngram_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every ``n`` consecutive token hashes (none when there are fewer), combined as
+    ``shingle`` combines them."""
+    m = len(token_hashes) - n + 1
+    if m <= 0:
+        return np.zeros(0, U64)
+    windows = np.lib.stride_tricks.as_strided(token_hashes, (m, n), (token_hashes.strides[0],) * 2, writeable=False)
+    return _splitmix((windows * _POS[np.arange(n) % 64]).sum(axis=1, dtype=U64) ^ U64(n))
 
 
 def shingle(
