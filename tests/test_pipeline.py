@@ -172,6 +172,10 @@ def test_kill_9_then_resume_gives_the_same_output(tmp_path, mixed_input, workers
         crashed = _cli_run(recipe, {"DATAMILL_TEST_KILL_AFTER": str(kill_at)})
         assert crashed.returncode == -9, crashed.stderr
         assert not (out / "recipe.lock.yaml").exists()
+        for done in sorted((out / ".datamill-work").glob("stage-*/done.json")):  # a finished global stage
+            before = done.parent.with_name(f"stage-{int(done.parent.name[6:]) - 1:02d}")
+            assert not list(before.glob("chunk-*[0-9].jsonl"))  # its input is gone, the drops stay
+            assert len(list(before.glob("chunk-*.dropped.jsonl"))) == len(list(before.glob("chunk-*.stats.json")))
         resumed = _cli_run(recipe)
         assert resumed.returncode == 0, resumed.stderr + resumed.stdout
         assert "resumed" in resumed.stdout

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import time
@@ -63,6 +64,7 @@ WORK = ".datamill-work"
 LOCK = "recipe.lock.yaml"
 RUN_LOCK = ".datamill-run.lock"  # flock'ed while a run writes the folder
 LINEAGE = "lineage.jsonl"  # per kept record: id, data file, row, meta (with meta.lineage) — datamill trace
+INPUT_FILE = re.compile(r"chunk-\d+(?:\.pre-\d+\.bin|\.jsonl)")  # a chunk's kept records, or precomputed on them
 FIXED_OUTPUTS = ("dropped.jsonl", "quarantine.jsonl", "stats.json", LOCK, "report.html", "README.md", LINEAGE)
 HASH_BLOCK = 8 << 20
 LIBRARIES = ("orjson", "pyarrow", "pydantic", "PyYAML", "datasets", "ray")
@@ -199,6 +201,8 @@ class Runner:
                             self._run_chunk_stage(stage, executor)
                         else:
                             self._run_global_stage(stage)
+                    if not self.keep_work and stage.index:
+                        self._release_input(stage)
             finally:
                 executor.close()
             result = self._assemble()
@@ -439,6 +443,15 @@ class Runner:
             _maybe_crash()
         if stage.index == 0:  # the planning is through now: the exact total
             self.progress(stage.label, done, self._stage0_total())
+
+    def _release_input(self, stage: Stage) -> None:
+        """Once a stage is through, its input — the records the stage before kept, and what was
+        precomputed on them — is needed neither to resume nor for the outputs (those read every stage's
+        drops and the last stage's records): removing it keeps the work folder near two copies of the
+        data however many stages there are."""
+        for path in self.stage_dir(self.stages[stage.index - 1]).iterdir():
+            if INPUT_FILE.fullmatch(path.name):
+                path.unlink()
 
     def _stage_input_total(self, stage: Stage) -> int | None:
         if stage.index == 0:
