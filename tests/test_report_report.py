@@ -78,6 +78,11 @@ def test_report_numbers_match_stats_json(outdir):
         row = rows[st["step"]]
         assert (int(row["data-in"]), int(row["data-out"])) == (st["in"], st["out"])
         assert int(row["data-dropped"]) == sum(st["dropped"].values())
+    # the wall time of every phase and its cores, as stats.json has them
+    phases = {a["data-phase"] for t, a in tags if t == "tr" and "data-phase" in a}
+    assert stats["phases"] and phases == {p["phase"] for p in stats["phases"]}
+    for p in stats["phases"]:
+        assert f"<td class=n>{p['seconds']:,.1f}</td><td class=n>{p['cores']}</td>" in html
     # every drop reason with its count, and real examples of the dropped records
     details = [a for t, a in tags if t == "details"]
     expected = {(st["step"], r): n for st in stats["steps"] for r, n in st["dropped"].items()}

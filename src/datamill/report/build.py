@@ -706,7 +706,22 @@ def _funnel(data: ReportData) -> str:
     chart = hbars([(f"{st['step']} {st['op']}", st["out"]) for st in steps], unit=" kept")
     head = "<tr><th>step</th><th>op</th><th class=n>in</th><th class=n>generated</th><th class=n>out</th>"
     head += "<th class=n>dropped</th><th class=n>seconds</th></tr>"
-    return f"<h2>Funnel</h2>{chart}<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    funnel = f"<h2>Funnel</h2>{chart}<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    return funnel + _phases(data.stats.get("phases", []))
+
+
+def _phases(phases: list[dict[str, Any]]) -> str:
+    """Wall time of each phase of the run (a stage of steps, the write) and the cores it ran on; a
+    step's own seconds (above) are summed over the workers, so they can exceed its phase's."""
+    if not phases:
+        return ""
+    rows = "".join(
+        f'<tr data-phase="{escape(p["phase"])}"><td>{escape(p["phase"])}</td>'
+        f"<td class=n>{p['seconds']:,.1f}</td><td class=n>{p['cores']}</td></tr>"
+        for p in phases
+    )
+    head = "<tr><th>phase</th><th class=n>wall seconds</th><th class=n>cores</th></tr>"
+    return f"<h3>Time per phase</h3><table><thead>{head}</thead><tbody>{rows}</tbody></table>"
 
 
 def _drops(data: ReportData) -> str:
