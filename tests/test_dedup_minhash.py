@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 import yaml
-from conftest import DATA, LF
+from conftest import DATA, LF, same_run_without_precompute
 
 import datamill
 from datamill import ops
@@ -283,39 +283,16 @@ def test_minhash_and_decontaminate_in_a_recipe_keep_the_books_balanced(tmp_path)
 @pytest.mark.parametrize("verify", [False, True])
 def test_signatures_from_the_workers_give_the_same_run(tmp_path, monkeypatch, verify):
     """With a chunk stage before it, minhash_dedup's signatures are computed by that stage's workers, chunk
-    by chunk (2 workers here); the run's data, drops and clusters are those of the op computing them
-    itself, byte for byte."""
+    by chunk (2 workers here); the run's data, drops (each naming the record it duplicates) and lineage
+    are those of the op computing them itself, byte for byte."""
     rows = json.loads((LF / "alpaca_en_demo.json").read_text(encoding="utf-8"))[:300]
     rng = random.Random(5)
     rows += [dict(r, output=edit_words(r["output"], rng, 1)) for r in rows[:60] if len(r["output"].split()) > 40]
     rows += [dict(r, output=edit_chars(r["output"], rng, 2)) for r in rows[:20]]
-    (tmp_path / "in.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-
-    def run(name: str, workers: int) -> tuple[dict, dict[str, bytes]]:
-        body = {
-            "chunk_size": 37,
-            "workers": workers,
-            "inputs": [str(tmp_path / "in.json")],
-            "steps": [
-                {"op": "length_filter", "min": 5},
-                {"op": "minhash_dedup", "threshold": 0.7, "verify": verify, "clusters": str(tmp_path / f"{name}.c")},
-            ],
-            "output": {"path": str(tmp_path / name), "format": "alpaca"},
-        }
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(body), encoding="utf-8")
-        stats = Runner(recipes.load(path)).run().stats
-        files = {n: (tmp_path / name / n).read_bytes() for n in ("data-00000.jsonl", "dropped.jsonl", "lineage.jsonl")}
-        return stats, files | {"clusters": (tmp_path / f"{name}.c").read_bytes()}
-
-    stats, files = run("workers", 2)
+    steps = [{"op": "length_filter", "min": 5}, {"op": "minhash_dedup", "threshold": 0.7, "verify": verify}]
+    stats = same_run_without_precompute(tmp_path, monkeypatch, rows, steps, ops.get("minhash_dedup"))
     assert stats["steps"][1]["counters"]["signatures_from_workers"] == stats["steps"][1]["in"]
     assert stats["steps"][1]["dropped"]  # near duplicates found
-    with monkeypatch.context() as m:
-        m.delattr(ops.get("minhash_dedup"), "precompute")
-        alone_stats, alone = run("alone", 1)
-    assert "signatures_from_workers" not in alone_stats["steps"][1]["counters"]
-    assert files == alone
 
 
 def test_a_forked_worker_hashes_after_its_parent_did(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from conftest import LF
+from conftest import LF, same_run_without_precompute
 
 import datamill
 from datamill import ops
@@ -180,36 +180,16 @@ def test_semantic_dedup_in_a_recipe_keeps_the_books_balanced(tmp_path):
 @pytest.mark.parametrize("op", ["semantic_dedup", "select"])
 def test_vectors_from_the_workers_give_the_same_run(tmp_path, monkeypatch, op):
     """With a chunk stage before it, the step's embeddings are computed by that stage's workers, chunk by
-    chunk (2 workers here; a chunk of only empty prompts has no vectors at all); the run's data, drops
-    and lineage are those of the op embedding the stream itself, in one process. The parent has run torch
-    before the workers fork (its OpenMP threads are gone in them): the workers still embed."""
+    chunk (a chunk of only empty prompts has no vectors at all); the run is the one of the op embedding
+    the stream itself. The parent has run torch before the workers fork (its OpenMP threads are gone
+    in them): the workers still embed."""
     make(tmp_path).embed_texts(["The parent embeds first."])
     rows = json.loads((LF / "alpaca_en_demo.json").read_text(encoding="utf-8"))[:120]
     rng = random.Random(4)
     rows += [dict(r, instruction=reword(r["instruction"], rng), output="Something else.") for r in rows[:25]]
     rows[42:49] = [{"instruction": "", "input": "", "output": f"An answer with no prompt, {i}."} for i in range(7)]
-    (tmp_path / "in.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     step = {"op": op, "part": "prompt"} | ({"n": 60} if op == "select" else {})
-
-    def run(name: str, workers: int) -> tuple[dict, dict[str, bytes]]:
-        body = {
-            "chunk_size": 7,
-            "workers": workers,
-            "inputs": [str(tmp_path / "in.json")],
-            "steps": [{"op": "length_filter", "min": 2}, step],
-            "output": {"path": str(tmp_path / name), "format": "alpaca"},
-        }
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(body), encoding="utf-8")
-        stats = Runner(recipes.load(path)).run().stats
-        names = ("data-00000.jsonl", "dropped.jsonl", "lineage.jsonl")
-        return stats, {n: (tmp_path / name / n).read_bytes() for n in names}
-
-    stats, files = run("workers", 2)
+    steps = [{"op": "length_filter", "min": 2}, step]
+    stats = same_run_without_precompute(tmp_path, monkeypatch, rows, steps, EmbedsRecords)
     assert stats["steps"][1]["counters"]["embedded_by_workers"] == stats["steps"][1]["in"] > 100
     assert sum(stats["steps"][1]["dropped"].values()) >= 20
-    with monkeypatch.context() as m:
-        m.delattr(EmbedsRecords, "precompute")
-        alone_stats, alone = run("alone", 1)
-    assert "embedded_by_workers" not in alone_stats["steps"][1]["counters"]
-    assert files == alone

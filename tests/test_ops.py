@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import LF
+from conftest import LF, same_run_without_precompute
 from typer.testing import CliRunner
 
 import datamill
@@ -127,6 +127,21 @@ def test_exact_dedup_on_demo_data_finds_the_known_duplicates(tmp_path):
     recs = demo("alpaca_en_demo.json") + demo("alpaca_en_demo.json")[:100]
     out = list(make("exact_dedup", tmp_path, part="all").run(recs))
     assert sum(isinstance(x, Drop) for x in out) >= 100
+
+
+@pytest.mark.parametrize("keep", ["first", "longest"])
+def test_exact_dedup_keys_from_the_workers_give_the_same_run(tmp_path, monkeypatch, keep):
+    """With a chunk stage before it, exact_dedup's keys are computed by that stage's workers, chunk by
+    chunk; the run is the one of the op computing them itself."""
+    import json
+
+    rows = json.loads((LF / "alpaca_en_demo.json").read_text(encoding="utf-8"))[:150]
+    rows += [dict(r, output=r["output"] + " More.") for r in rows[:30]]  # the same prompt: duplicates
+    rows += [dict(r, instruction=r["instruction"].upper()) for r in rows[30:50]]  # the same once lowercased
+    steps = [{"op": "length_filter", "min": 2}, {"op": "exact_dedup", "part": "prompt", "keep": keep}]
+    stats = same_run_without_precompute(tmp_path, monkeypatch, rows, steps, ops.get("exact_dedup"))
+    assert stats["steps"][1]["counters"]["keys_from_workers"] == stats["steps"][1]["in"]
+    assert sum(stats["steps"][1]["dropped"].values()) >= 50
 
 
 def test_limit_and_shuffle(tmp_path):

@@ -11,11 +11,14 @@ import sqlite3
 import string
 import unicodedata
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Literal
 
 import orjson
 
 from datamill.dedup.clusters import meta_number
+from datamill.errors import DatamillError
+from datamill.io.atomic import write_bytes_atomic
 from datamill.ops import register
 from datamill.ops.base import Global, OpConfig
 from datamill.record import Record
@@ -61,6 +64,33 @@ class ExactDedup(Global):
         text = normalize(record.part(c.part), c.lowercase, c.whitespace, c.punctuation, c.width)
         return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
+    def precompute(self, records: list[Record], path: Path) -> None:
+        """A chunk's keys (16 bytes each, in order), computed by a worker of the stage before (see
+        ``Global``): the normalizing and hashing run on every core, the lookups here."""
+        write_bytes_atomic(path, b"".join(map(self.key, records)))
+
+    def _keys(self, records: Iterable[Record]) -> Iterator[tuple[Record, bytes]]:
+        """Each record with its key: the workers' when they computed them, else computed here."""
+        if self.precomputed is None:
+            for rec in records:
+                yield rec, self.key(rec)
+            return
+        def stored() -> Iterator[bytes]:
+            for path in self.precomputed or ():
+                data = path.read_bytes()
+                yield from (data[i : i + 16] for i in range(0, len(data), 16))
+
+        keys, n = stored(), 0
+        for rec in records:
+            key = next(keys, None)
+            if key is None:
+                raise DatamillError(f"exact_dedup: more records than the workers gave keys for ({n})")
+            n += 1
+            yield rec, key
+        if next(keys, None) is not None:
+            raise DatamillError(f"exact_dedup: the workers gave keys for more records than reached the step ({n})")
+        self.counters["keys_from_workers"] += n
+
     def _value(self, rec: Record) -> float:
         if self.config.keep == "longest":
             return float(len(rec.part(self.config.part)))
@@ -87,8 +117,7 @@ class ExactDedup(Global):
         return Drop(rec, f"exact duplicate ({field if field and field in rec.meta else self.config.part})")
 
     def _keep_first(self, db: sqlite3.Connection, records: Iterable[Record]) -> Iterator[Record | Drop]:
-        for rec in records:
-            h = self.key(rec)
+        for rec, h in self._keys(records):
             cur = db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, 0, 0)", (h, rec.id))
             if cur.rowcount:
                 yield rec
@@ -104,14 +133,16 @@ class ExactDedup(Global):
             "INSERT INTO seen VALUES (?, ?, ?, ?) ON CONFLICT(h) DO UPDATE SET id = excluded.id, i = excluded.i, "
             "v = excluded.v WHERE excluded.v > seen.v"
         )
-        with open(spool_path, "wb") as spool:
-            for i, rec in enumerate(records):
-                h = self.key(rec)
+        keys_path = self.context.workdir / "keys.bin"  # each record's key, for pass 2
+        with open(spool_path, "wb") as spool, open(keys_path, "wb") as keys:
+            for i, (rec, h) in enumerate(self._keys(records)):
                 spool.write(orjson.dumps(rec.to_dict()) + b"\n")
+                keys.write(h)
                 db.execute(upsert, (h, rec.id, i, self._value(rec)))
-        with open(spool_path, "rb") as spool:
+        with open(spool_path, "rb") as spool, open(keys_path, "rb") as keys:
             for i, line in enumerate(spool):
                 rec = Record.from_dict(orjson.loads(line))
-                best_id, best = db.execute("SELECT id, i FROM seen WHERE h = ?", (self.key(rec),)).fetchone()
+                best_id, best = db.execute("SELECT id, i FROM seen WHERE h = ?", (keys.read(16),)).fetchone()
                 yield rec if best == i else self._drop(rec, best_id)
         spool_path.unlink()
+        keys_path.unlink()
