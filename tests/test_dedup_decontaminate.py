@@ -246,6 +246,8 @@ def test_on_two_workers_leakage_is_in_stream_order_and_kill_9_resumes_it_byte_fo
     assert unfinished
     for i in unfinished:  # a part left by a chunk that did not finish is redone, not trusted
         (parts / f"chunk-{i:06d}.jsonl").write_text('{"stale": true}\n', encoding="utf-8")
+        # as is an output piece its worker had written when the kill came (a work file, in no manifest)
+        (work / "stage-00" / f"chunk-{i:06d}.out-0.jsonl").write_text('{"stale": true}\n', encoding="utf-8")
     resumed = cli_run(recipe)
     assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr + resumed.stdout
     assert {name: (killed / name).read_bytes() for name in outputs} == expected

@@ -131,7 +131,9 @@ class DatasetWriter:
     Media paths are rewritten so they open from the output's folder: ``media_paths`` ``relative``
     (to that folder), ``absolute`` or ``keep`` (as read); ``copy_media`` also copies the files into
     ``NAME_media/`` beside the output (see :mod:`datamill.media`); ``media_base`` names the output they
-    open from when this file is only a part of it."""
+    open from when this file is only a part of it. ``published=False``: a work file (a piece of the
+    output a worker writes into the work folder), neither checked against nor noted in the folder's
+    manifest — a worker killed between writing it and noting it must not block the resume."""
 
     def __init__(
         self,
@@ -144,6 +146,7 @@ class DatasetWriter:
         media_paths: str = "relative",
         copy_media: bool = False,
         media_base: Path | None = None,
+        published: bool = True,
     ):
         self.path = Path(path)
         self.format = formats.get(fmt) if isinstance(fmt, str) else fmt
@@ -152,7 +155,7 @@ class DatasetWriter:
         self.name = name or dataset_info.entry_name(self.path)
         if register:
             dataset_info.load(self.path)  # a broken dataset_info.json fails now, before any work
-        self.rows = open_writer(self.path, output=True, overwrite=overwrite)
+        self.rows = open_writer(self.path, output=published, overwrite=overwrite)
         if isinstance(self.rows, TxtWriter) and self.format.name != "pretrain":
             self.rows.abort()
             raise FileError(f"{self.path}: .txt holds pretraining text only; use .jsonl/.json for {self.format.name}")

@@ -88,6 +88,7 @@ class PieceWriter:
             register=False,
             media_paths=self.spec.media_paths,
             media_base=self.media_base,
+            published=False,
         )
         piece = (rows, JsonlWriter(piece_path(self.stage_dir, self.chunk_name, "lin", k)), {}, [])
         self.splits[split] = piece
