@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from datamill.arrays import windows
 from datamill.clean.text import CJK, CODE_FENCE, script_lang, words
 from datamill.ops import register
 from datamill.ops.base import Filter, OpConfig
@@ -448,11 +449,6 @@ def _token_ids(tokens: list[str]) -> np.ndarray:
     return np.fromiter(map(hash, tokens), np.int64, len(tokens))
 
 
-def _windows(a: np.ndarray, width: int) -> np.ndarray:
-    """Row i = a[i : i + width] (a read-only view; numpy's sliding_window_view checks cost more here)."""
-    return np.lib.stride_tricks.as_strided(a, (len(a) - width + 1, width), (a.strides[0],) * 2, writeable=False)
-
-
 def _runs(equal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive) of every run of True in a 1-D bool array."""
     edges = np.diff(np.concatenate(([0], equal.view(np.int8), [0])))
@@ -470,7 +466,7 @@ def _has_loop(text: str, toks: list[str], max_period: int = 20) -> bool:
     if n >= 10 and top >= 1:
         ids = _token_ids(toks)
         padded = np.concatenate((ids, -1 - np.arange(top)))  # never equal to a token
-        ahead = _windows(padded, top + 1)[:n]
+        ahead = windows(padded, top + 1)[:n]
         equal = ahead[:, 1:] == ahead[:, :1]  # equal[i, p - 1]: token i is token i + p
         spans = None
         for p in np.flatnonzero(equal.sum(axis=0) >= 4 * np.arange(1, top + 1)) + 1:

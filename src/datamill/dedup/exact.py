@@ -17,7 +17,6 @@ from typing import Literal
 import orjson
 
 from datamill.dedup.clusters import meta_number
-from datamill.errors import DatamillError
 from datamill.io.atomic import write_bytes_atomic
 from datamill.ops import register
 from datamill.ops.base import Global, OpConfig
@@ -75,21 +74,13 @@ class ExactDedup(Global):
             for rec in records:
                 yield rec, self.key(rec)
             return
+
         def stored() -> Iterator[bytes]:
             for path in self.precomputed or ():
                 data = path.read_bytes()
                 yield from (data[i : i + 16] for i in range(0, len(data), 16))
 
-        keys, n = stored(), 0
-        for rec in records:
-            key = next(keys, None)
-            if key is None:
-                raise DatamillError(f"exact_dedup: more records than the workers gave keys for ({n})")
-            n += 1
-            yield rec, key
-        if next(keys, None) is not None:
-            raise DatamillError(f"exact_dedup: the workers gave keys for more records than reached the step ({n})")
-        self.counters["keys_from_workers"] += n
+        yield from self.with_precomputed(records, stored(), "keys_from_workers")
 
     def _value(self, rec: Record) -> float:
         if self.config.keep == "longest":

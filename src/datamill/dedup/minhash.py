@@ -35,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from xxhash import xxh3_64_intdigest
 
+from datamill.arrays import windows
+
 NONWORD = re.compile(r"[\W_]+")
 # punctuation, except inside numbers (used by decontaminate to split "day.She" but keep "1,000.50")
 PUNCT_SPLIT = re.compile(r"(?<!\d)[^\w\s]+|[^\w\s]+(?!\d)")
@@ -142,11 +144,9 @@ def tokens(
 def ngram_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
     """The hash of every ``n`` consecutive token hashes (none when there are fewer), combined as
     ``shingle`` combines them."""
-    m = len(token_hashes) - n + 1
-    if m <= 0:
+    if len(token_hashes) < n:
         return np.zeros(0, U64)
-    windows = np.lib.stride_tricks.as_strided(token_hashes, (m, n), (token_hashes.strides[0],) * 2, writeable=False)
-    return _splitmix((windows * _POS[np.arange(n) % 64]).sum(axis=1, dtype=U64) ^ U64(n))
+    return _splitmix((windows(token_hashes, n) * _POS[np.arange(n) % 64]).sum(axis=1, dtype=U64) ^ U64(n))
 
 
 def shingle(

@@ -112,24 +112,14 @@ class EmbedsRecords:
         out.write(self._embed_nonempty(texts).tobytes())
 
     def _from_workers(self, records: Iterable[Record], out: BinaryIO) -> Iterator[tuple[Record, bool]]:
-        files = iter(self.precomputed or ())
-        has, at, n = np.zeros(0, bool), 0, 0
-        for rec in records:
-            while at >= len(has):
-                path = next(files, None)
-                if path is None:
-                    raise DatamillError(f"{self.name}: more records than the workers embedded ({n})")
+        def flags() -> Iterator[bool]:  # a chunk's vectors go to ``out`` when its first record is reached
+            for path in self.precomputed or ():
                 has, vectors = read_vectors(path)
                 if len(vectors):
                     if self.dim and vectors.shape[1] != self.dim:
                         raise DatamillError(f"{path}: vectors {vectors.shape[1]} wide, not {self.dim}")
                     self.dim = vectors.shape[1]
                     out.write(vectors.tobytes())
-                at = 0
-            yield rec, bool(has[at])
-            at += 1
-            n += 1
-        rest = sum(len(read_vectors(p)[0]) for p in files)
-        if at != len(has) or rest:
-            raise DatamillError(f"{self.name}: the workers embedded more records than reached the step ({n})")
-        self.counters["embedded_by_workers"] += n
+                yield from has.tolist()
+
+        yield from self.with_precomputed(records, flags(), "embedded_by_workers")  # type: ignore[attr-defined]

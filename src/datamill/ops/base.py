@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from datamill.errors import DatamillError
 from datamill.llm.client import LLMClient, LLMConfig, Usage
 from datamill.llm.reasoning import Mode as ReasoningMode
 from datamill.record import Record
@@ -91,6 +92,24 @@ class Global(Op):
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Drop]:
         raise NotImplementedError
+
+    def with_precomputed(self, records: Iterable[Record], values: Iterator[Any], counter: str) -> Iterator[tuple]:
+        """Each record with its value read back from ``precomputed`` (``values``, in the same order),
+        failing when the workers computed values for more or fewer records than reach the step; counts
+        the records under ``counter``."""
+        n = 0
+        for rec in records:
+            value = next(values, _NONE)
+            if value is _NONE:
+                raise DatamillError(f"{self.name}: more records than the workers computed values for ({n})")
+            n += 1
+            yield rec, value
+        if next(values, _NONE) is not _NONE:
+            raise DatamillError(f"{self.name}: the workers computed values for more records than reach the step ({n})")
+        self.counters[counter] += n
+
+
+_NONE = object()  # no value left
 
 
 class GeneratorConfig(OpConfig):
